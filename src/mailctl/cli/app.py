@@ -1,0 +1,70 @@
+"""Assembles the typer app. Heavy imports stay inside the commands."""
+
+from __future__ import annotations
+
+import typer
+
+from mailctl import __version__
+from mailctl.cli import provision, sandbox
+from mailctl.cli.common import USAGE
+
+app = typer.Typer(
+    name="mailctl",
+    help="Run a mail domain as code: declare it in YAML, plan, apply.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"mailctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", "-V", callback=_version, is_eager=True, help="show the version"
+    ),
+) -> None:
+    """mailctl — mail domains as code."""
+
+
+provision.register(app)
+app.add_typer(sandbox.app, name="sandbox", help="A real Dovecot + Postfix on loopback.")
+
+try:  # the DNS commands are optional until that capability lands
+    from mailctl.cli import dns as _dns
+
+    app.add_typer(_dns.app, name="dns", help="The records a mail domain needs, checked live.")
+    app.add_typer(_dns.dkim_app, name="dkim", help="DKIM keys for self-hosted domains.")
+except ImportError:  # pragma: no cover
+    pass
+
+
+def run() -> int:
+    """Run with our exit codes: usage errors are 64, so 2 can mean "changes" as in terraform.
+
+    Click's exceptions are matched by shape (`show` + `exit_code`) because typer
+    vendors its own copy of click from 0.25 on."""
+    try:
+        rv = app(standalone_mode=False)
+    except (typer.Exit, typer.Abort) as exc:
+        if isinstance(exc, typer.Abort):
+            typer.echo("aborted", err=True)
+            return 130
+        return int(getattr(exc, "exit_code", 0))
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except Exception as exc:
+        show = getattr(exc, "show", None)
+        if callable(show) and hasattr(exc, "exit_code"):
+            show()
+            return USAGE if int(exc.exit_code) == 2 else int(exc.exit_code)
+        if type(exc).__name__ in ("Exit", "Abort"):  # click's own, from a vendored copy
+            return int(getattr(exc, "exit_code", 1))
+        raise
+    return rv if isinstance(rv, int) else 0

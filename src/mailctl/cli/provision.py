@@ -1,0 +1,281 @@
+"""validate / plan / apply / status / import."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from mailctl.cli.common import (
+    CHANGES,
+    FAILED,
+    OK,
+    PROVIDER,
+    REFUSED,
+    ConfigOpt,
+    JsonOpt,
+    err,
+    fail,
+    load,
+    provider_failure,
+)
+
+if TYPE_CHECKING:
+    from mailctl.config.load import Config
+    from mailctl.providers.base import Provider
+    from mailctl.provision.plan import Plan
+
+DomainOpt = Annotated[
+    list[str] | None,
+    typer.Option("--domain", "-d", help="only this domain (repeatable)", show_default=False),
+]
+ReconcileOpt = Annotated[
+    bool, typer.Option("--reconcile", help="also update fields that drifted")
+]
+PruneOpt = Annotated[
+    bool, typer.Option("--prune", help="also delete what the YAML does not declare")
+]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="go past the safety limits on updates and deletes")
+]
+
+
+def _domains(config: Config, names: list[str] | None) -> list[str] | None:
+    if not names:
+        return None
+    from mailctl.model import AddressError, normalise_domain
+
+    out = []
+    for n in names:
+        try:
+            d = normalise_domain(n)
+        except AddressError as exc:
+            fail(str(exc))
+        if d not in config.desired.domains:
+            fail(f"domain {d} is not declared in {config.path}")
+        out.append(d)
+    return out
+
+
+def _plan(config: Config, reconcile: bool, prune: bool, domains: list[str] | None) -> Plan:
+    from mailctl.providers.base import ProviderError
+    from mailctl.provision.engine import make_plan
+
+    try:
+        return make_plan(config, reconcile=reconcile, prune=prune,
+                         domains=_domains(config, domains))
+    except ProviderError as exc:
+        provider_failure(exc)
+
+
+def _print_plan(plan: Plan, fmt: str) -> None:
+    from mailctl.provision import render
+
+    out = sys.stdout
+    if fmt == "json":
+        out.write(json.dumps(plan.as_dict(), indent=2) + "\n")
+    elif fmt == "markdown":
+        out.write(render.markdown(plan))
+    else:
+        render.text(plan, out)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(validate)
+    app.command()(plan)
+    app.command()(apply)
+    app.command()(status)
+    app.command("import")(import_)
+
+
+def validate(file: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Check the config: schema, references, provider features. Changes nothing."""
+    config = load(file, as_json)
+    n = sum(s.count() for s in config.desired.domains.values())
+    if as_json:
+        print(json.dumps({"ok": True, "domains": len(config.desired.domains), "objects": n}))
+    else:
+        print(f"{config.path}: ok ({len(config.desired.domains)} domains, {n} objects)")
+
+
+def plan(
+    file: ConfigOpt = None,
+    reconcile: ReconcileOpt = False,
+    prune: PruneOpt = False,
+    domain: DomainOpt = None,
+    as_json: JsonOpt = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="a Markdown table")] = False,
+    detailed_exitcode: Annotated[
+        bool, typer.Option("--detailed-exitcode", help="exit 2 when there are changes")
+    ] = False,
+) -> None:
+    """Show what apply would change. Create-only unless --reconcile / --prune."""
+    config = load(file)
+    p = _plan(config, reconcile, prune, domain)
+    _print_plan(p, "json" if as_json else "markdown" if markdown else "text")
+    s = config.file.safety
+    for v in p.safety_violations(s.max_update_share, s.max_delete_share, s.min_existing):
+        err(f"warning: apply would refuse without --force: {v}")
+    if detailed_exitcode and not p.empty:
+        raise typer.Exit(CHANGES)
+
+
+def apply(
+    file: ConfigOpt = None,
+    reconcile: ReconcileOpt = False,
+    prune: PruneOpt = False,
+    domain: DomainOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask before deleting")] = False,
+    force: ForceOpt = False,
+    secrets_out: Annotated[
+        Path | None,
+        typer.Option("--secrets-out", help="write generated passwords to this file (mode 0600) "
+                     "instead of stderr", show_default=False),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make the provider match the YAML. Create-only by default."""
+    from mailctl.provision import render
+    from mailctl.provision.changes import Action, Status
+    from mailctl.provision.engine import execute
+
+    config = load(file)
+    p = _plan(config, reconcile, prune, domain)
+    if p.empty:
+        if as_json:
+            print(json.dumps({"ok": True, "changed": False, "outcomes": [],
+                              "held": p.counts(p.held)}))
+        else:
+            print("No changes. The provider already matches the config.")
+            render.held_note(p, sys.stdout)
+        raise typer.Exit(OK)
+    s = config.file.safety
+    violations = p.safety_violations(s.max_update_share, s.max_delete_share, s.min_existing)
+    if violations and not force:
+        for v in violations:
+            err(f"refused: {v}")
+        err("Nothing was changed. Re-run with --force if this is intended.")
+        raise typer.Exit(REFUSED)
+    deletes = sum(1 for ch in p.changes if ch.action is Action.DELETE)
+    if not as_json:
+        render.text(p, sys.stdout)
+    if deletes and not yes:
+        if not sys.stdin.isatty():
+            err(f"refused: {deletes} objects would be deleted; pass --yes to confirm "
+                "(no terminal to ask on). Nothing was changed.")
+            raise typer.Exit(REFUSED)
+        answer = typer.prompt(f"Delete {deletes} objects? Type 'yes' to continue", default="")
+        if answer.strip().lower() != "yes":
+            err("Nothing was changed.")
+            raise typer.Exit(REFUSED)
+    if secrets_out is not None and secrets_out.is_dir():
+        fail(f"--secrets-out {secrets_out} is a directory")
+
+    result = execute(config, p, secrets_out=secrets_out)
+    if as_json:
+        print(json.dumps(render.apply_dict(result), indent=2))
+    else:
+        render.apply_text(result, sys.stdout)
+    if result.generated and secrets_out is None:
+        err("Generated passwords (shown once, not stored anywhere else):")
+        for addr, secret in sorted(result.generated.items()):
+            err(f"  {addr}  {secret.reveal()}")
+    elif result.generated and secrets_out is not None:
+        err(f"{len(result.generated)} generated passwords written to {secrets_out}")
+    if result.count(Status.DONE) != len(result.outcomes):
+        raise typer.Exit(PROVIDER)
+
+
+def status(
+    file: ConfigOpt = None, domain: DomainOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Declared vs present, per domain."""
+    from mailctl.providers.base import ProviderError
+    from mailctl.provision import render
+    from mailctl.provision.engine import status as get_status
+
+    config = load(file)
+    try:
+        rows = get_status(config, _domains(config, domain))
+    except ProviderError as exc:
+        provider_failure(exc)
+    if as_json:
+        print(json.dumps({"domains": rows, "in_sync": all(r["in_sync"] for r in rows)},
+                         indent=2))
+    else:
+        render.status_table(rows)
+    if not all(r["in_sync"] for r in rows):
+        raise typer.Exit(CHANGES)
+
+
+def import_(
+    provider: Annotated[str, typer.Option("--provider", "-p", help="provider name in the "
+                                          "config, or a provider type with --setting")],
+    domain: DomainOpt = None,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option("--setting", "-s", help="KEY=VALUE provider setting, when --provider "
+                     "is a type not in the config (e.g. -p dms -s path=./config)"),
+    ] = None,
+    file: ConfigOpt = None,
+) -> None:
+    """Print the provider's existing state as mailctl YAML (adoption in one command)."""
+    import yaml
+
+    from mailctl.model import AddressError, normalise_domain
+    from mailctl.providers.base import ProviderError
+    from mailctl.provision.export import export_config
+
+    prov, block = _import_provider(provider, setting or [], file)
+    try:
+        names = [normalise_domain(d) for d in domain] if domain else prov.list_domains()
+        states = list(prov.read(names).values())
+    except AddressError as exc:
+        fail(str(exc))
+    except ProviderError as exc:
+        provider_failure(exc)
+    missing = [s.name for s in states if not s.exists]
+    if missing:
+        fail(f"provider {provider!r} holds no domain {', '.join(missing)}")
+    data, warnings = export_config(provider, block, states)
+    sys.stdout.write(f"# mailctl config imported from provider {provider!r}\n")
+    sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    for w in warnings:
+        err(f"warning: {w} (the YAML will not validate until this is fixed)")
+
+
+def _import_provider(
+    name: str, settings: list[str], file: Path | None
+) -> tuple[Provider, dict[str, object]]:
+    from mailctl.config.load import default_path
+    from mailctl.providers import provider_class, provider_types
+
+    path = file or default_path()
+    if not settings and path.exists():
+        config = load(path)
+        if name in config.providers:
+            return config.provider(name), dict(config.providers[name].raw)
+        if name not in provider_types():
+            fail(f"no provider {name!r} in {path}")
+    if name not in provider_types():
+        fail(f"unknown provider type {name!r} (known: {', '.join(provider_types())})")
+    raw: dict[str, object] = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            fail(f"--setting {item!r}: expected KEY=VALUE")
+        raw[key.strip()] = value
+    cls = provider_class(name)
+    from pydantic import ValidationError
+
+    try:
+        parsed = cls.settings_model.model_validate(raw)
+    except ValidationError as exc:
+        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    return cls(name, parsed, Path.cwd()), {"type": name, **raw}
+
+
+__all__ = ["FAILED", "register"]

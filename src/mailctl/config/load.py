@@ -1,0 +1,196 @@
+"""Load mailctl.yaml: YAML with positions -> schema -> semantic checks -> model."""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from mailctl.config.errors import Collector, ConfigError, Issue, did_you_mean
+from mailctl.config.refs import RefError, Resolver
+from mailctl.config.schema import ConfigFile
+from mailctl.config.semantic import Desired, build_desired
+from mailctl.config.yamlpos import Located, Path_, YamlSyntaxError, load_located
+from mailctl.providers import provider_class, provider_types
+from mailctl.providers.base import Provider, ProviderSettings
+
+DEFAULT_NAME = "mailctl.yaml"
+
+
+def default_path() -> Path:
+    return Path(os.environ.get("MAILCTL_CONFIG") or DEFAULT_NAME)
+
+
+@dataclass(slots=True)
+class ProviderInstance:
+    name: str
+    type_name: str
+    cls: type[Provider]
+    settings: ProviderSettings
+    raw: dict[str, Any]  # as written in the file, references unresolved
+
+
+@dataclass
+class Config:
+    path: Path
+    file: ConfigFile
+    located: Located
+    providers: dict[str, ProviderInstance]
+    desired: Desired
+    resolver: Resolver
+    _live: dict[str, Provider] = field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def provider(self, name: str) -> Provider:
+        """The provider instance (created once per run)."""
+        if name not in self._live:
+            inst = self.providers[name]
+            self._live[name] = inst.cls(name, inst.settings, self.base_dir)
+        return self._live[name]
+
+    def domains_of(self, provider: str) -> list[str]:
+        return sorted(d for d, p in self.desired.provider_of.items() if p == provider)
+
+    def close(self) -> None:
+        for p in self._live.values():
+            p.close()
+
+
+def load_config(path: Path | None = None) -> Config:
+    path = path or default_path()
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Issue(name, None, "config file not found",
+                                 "pass -f FILE, set MAILCTL_CONFIG, or create ./mailctl.yaml")]
+                          ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Issue(name, None, f"cannot read config file: {exc}")]) from None
+    try:
+        located = load_located(text, name)
+    except YamlSyntaxError as exc:
+        raise ConfigError([Issue(name, exc.pos, exc.message, exc.hint)]) from None
+
+    col = Collector(name, located)
+    for dup_path, first, _second in located.duplicates:
+        col.add(dup_path, f"duplicate key {dup_path[-1]!r} (first at line {first.line})",
+                at_key=True)
+    if not isinstance(located.data, dict):
+        col.add((), "the config must be a mapping with `providers:` and `domains:`")
+        col.raise_if_any()
+
+    try:
+        cfg = ConfigFile.model_validate(located.data)
+    except ValidationError as exc:
+        _report_pydantic(exc, col, ConfigFile, ())
+        col.raise_if_any()
+        raise  # pragma: no cover - raise_if_any always raises here
+
+    resolver = Resolver(path.parent.resolve())
+    providers: dict[str, ProviderInstance] = {}
+    classes: dict[str, type[Provider]] = {}
+    for pname, pc in cfg.providers.items():
+        ppath: Path_ = ("providers", pname)
+        if pc.type not in provider_types():
+            col.add((*ppath, "type"), f"unknown provider type {pc.type!r}",
+                    did_you_mean(pc.type, provider_types())
+                    or f"known types: {', '.join(provider_types())}")
+            continue
+        cls = provider_class(pc.type)
+        raw = dict(pc.model_extra or {})
+        try:
+            settings = cls.settings_model.model_validate(raw)
+        except ValidationError as exc:
+            _report_pydantic(exc, col, cls.settings_model, ppath)
+            continue
+        for fname in getattr(cls.settings_model, "secret_fields", ()):
+            value = getattr(settings, fname, None)
+            if value is not None:
+                try:
+                    resolver.resolve(str(value))
+                except RefError as err:
+                    col.add((*ppath, fname), str(err), err.hint)
+        classes[pname] = cls
+        providers[pname] = ProviderInstance(pname, pc.type, cls, settings, {"type": pc.type, **raw})
+
+    desired = build_desired(cfg, col, resolver, classes)
+    col.raise_if_any()
+    return Config(path, cfg, located, providers, desired, resolver)
+
+
+# --- pydantic errors -> positioned issues ---------------------------------------------
+
+
+def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the last element of `loc` (for did-you-mean)."""
+    current: Any = root
+    for part in loc:
+        current = _unwrap(current, part)
+        if current is None:
+            return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(tp: Any, part: Any) -> Any:
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        f = tp.model_fields.get(part)
+        return f.annotation if f else None
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        for a in args:
+            got = _unwrap(a, part)
+            if got is not None:
+                return got
+        return None
+    if origin is list and isinstance(part, int):
+        return args[0]
+    if origin is dict and isinstance(part, str):
+        return args[1]
+    return None
+
+
+def _report_pydantic(
+    exc: ValidationError, col: Collector, model: type[BaseModel], prefix: Path_
+) -> None:
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        path = (*prefix, *loc)
+        etype = err["type"]
+        if etype == "extra_forbidden":
+            owner = _model_at(model, loc[:-1])
+            allowed = sorted(owner.model_fields) if owner else []
+            key = str(loc[-1])
+            hint = did_you_mean(key, allowed) or (
+                f"allowed here: {', '.join(allowed)}" if allowed else None)
+            col.add(path, f"unknown key {key!r}", hint, at_key=True)
+        elif etype == "missing":
+            col.add(path[:-1], f"missing required key {loc[-1]!r}")
+        elif etype == "literal_error":
+            shown = "" if _sensitive(path) else f" {err.get('input')!r}"
+            col.add(path, f"invalid value{shown}: {err['msg'].lower()}")
+        elif etype == "value_error":
+            col.add(path, str(err.get("ctx", {}).get("error", err["msg"])))
+        else:
+            got = err.get("input")
+            if _sensitive(path):
+                shown = ""  # never echo what may be a secret typed into the wrong place
+            elif isinstance(got, dict | list):
+                shown = f" (got a {type(got).__name__})"
+            else:
+                shown = f" (got {type(got).__name__} {got!r})"
+            col.add(path, err["msg"].replace("Input should be", "expected") + shown)
+
+
+def _sensitive(path: Path_) -> bool:
+    last = str(path[-1]).lower() if path else ""
+    return any(w in last for w in ("password", "key", "token", "secret"))

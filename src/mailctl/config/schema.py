@@ -1,0 +1,124 @@
+"""The shape of mailctl.yaml, as pydantic models.
+
+Only shape and types live here; cross-references (providers, destinations,
+loops, provider features) are checked in `semantic.py`, where the whole
+file is in view.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mailctl.dns.settings import DnsSettings
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(value: Any) -> int:
+    """Quotas in bytes. `2G`, `2GiB`, `500M`, `0` (= unlimited) or an integer of bytes.
+
+    Units are binary (as docker-mailserver and Dovecot read them)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size like 2G, 500M or 0")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a size cannot be negative")
+        return value
+    if isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if m:
+            return int(m.group(1)) * _UNITS[m.group(2).upper()]
+    raise ValueError(f"expected a size like 2G, 500M or 0, got {value!r}")
+
+
+class PasswordPolicy(Strict):
+    length: int = Field(32, ge=32, le=256, description="length of generated passwords")
+
+
+class Spam(Strict):
+    action: Literal["folder", "tag", "drop", "none"] | None = None
+    aggressiveness: (
+        Literal["most_permissive", "permissive", "default", "strict", "most_strict"] | None
+    ) = None
+
+
+class MailboxConfig(Strict):
+    local_part: str
+    name: str | None = None
+    password: str | None = None  # a secret reference or a {SCHEME} hash
+    password_policy: PasswordPolicy | None = None
+    quota: int | None = None
+    aliases: list[str] = []
+    forwards: list[str] = []
+    forward_only: bool = False
+    spam: Spam | None = None
+
+    @field_validator("quota", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> int | None:
+        return None if v is None else parse_size(v)
+
+    @field_validator("local_part", mode="before")
+    @classmethod
+    def _lp_text(cls, v: Any) -> Any:
+        # `local_part: 007` is an int in YAML; treat it as the text the user typed.
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+class AliasConfig(Strict):
+    local_part: str
+    destinations: list[str] = Field(min_length=1)
+
+    @field_validator("local_part", mode="before")
+    @classmethod
+    def _lp_text(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+class DomainConfig(Strict):
+    provider: str
+    password_policy: PasswordPolicy | None = None
+    quota: int | None = None  # default for the domain's mailboxes
+    mailboxes: list[MailboxConfig] = []
+    aliases: list[AliasConfig] = []
+    catch_all: list[str] | None = None
+    dns: DnsSettings | None = None
+
+    @field_validator("quota", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> int | None:
+        return None if v is None else parse_size(v)
+
+    @field_validator("catch_all", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+class ProviderConfig(BaseModel):
+    """`type` picks the provider; the rest is checked by that provider's settings model."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: str
+
+
+class Safety(Strict):
+    max_update_share: float = Field(0.3, ge=0, le=1)
+    max_delete_share: float = Field(0.3, ge=0, le=1)
+    min_existing: int = Field(10, ge=0)
+
+
+class ConfigFile(Strict):
+    version: Literal[1] = 1
+    providers: dict[str, ProviderConfig] = {}
+    domains: dict[str, DomainConfig] = {}
+    safety: Safety = Safety()

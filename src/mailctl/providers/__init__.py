@@ -1,0 +1,23 @@
+"""Provider registry. Modules are imported only when a config names their type,
+so the CLI does not pay for HTTP clients it will not use."""
+
+from __future__ import annotations
+
+import importlib
+
+from mailctl.providers.base import Provider
+
+_REGISTRY: dict[str, str] = {
+    "dms": "mailctl.providers.dms.provider:DmsProvider",
+}
+
+
+def provider_types() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def provider_class(type_name: str) -> type[Provider]:
+    target = _REGISTRY[type_name]
+    module_name, _, attr = target.partition(":")
+    cls: type[Provider] = getattr(importlib.import_module(module_name), attr)
+    return cls

@@ -1,0 +1,119 @@
+"""The one interface every provider implements.
+
+A provider reads a domain's actual state into the normalised model and
+applies a batch of changes. Batches (not single calls) let a file provider
+write each file once and an HTTP provider run requests concurrently; each
+change still gets its own outcome so a partial failure is reported exactly.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from mailctl.model import DomainState
+from mailctl.provision.changes import Change, Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a provider can store. Config validation rejects anything else."""
+
+    mailboxes: bool = True
+    aliases: bool = True
+    forwards: bool = True
+    catch_all: bool = True
+    quota: bool = True
+    display_name: bool = False
+    spam: bool = False
+    external_destinations: bool = True
+    # True when domains are explicit objects that must be created/deleted.
+    domains: bool = False
+
+    def lacks(self, feature: str) -> bool:
+        return not bool(getattr(self, feature))
+
+
+class ErrorKind(StrEnum):
+    AUTH = "auth"
+    NOT_FOUND = "not_found"
+    CONFLICT = "conflict"
+    RATE_LIMITED = "rate_limited"
+    INVALID = "invalid"
+    UNAVAILABLE = "unavailable"
+    UNKNOWN = "unknown"
+
+
+class ProviderError(Exception):
+    """Every provider failure, normalised. The message never holds a secret."""
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        provider: str = "",
+        obj: str | None = None,
+        retryable: bool = False,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.provider = provider
+        self.obj = obj
+        self.retryable = retryable
+        self.detail = detail  # the provider's own words, when it gave any
+
+    def __str__(self) -> str:
+        where = f"{self.provider}: " if self.provider else ""
+        what = f"{self.obj}: " if self.obj else ""
+        tail = f" ({self.detail})" if self.detail else ""
+        return f"{where}{what}{self.message}{tail}"
+
+
+class ProviderSettings(BaseModel):
+    """Base for each provider's settings block in the YAML."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Provider(ABC):
+    type_name: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    settings_model: ClassVar[type[ProviderSettings]]
+
+    def __init__(self, name: str, settings: Any, base_dir: Path) -> None:
+        self.name = name
+        self.settings = settings
+        self.base_dir = base_dir
+
+    @classmethod
+    def check_address(cls, address: str) -> str | None:
+        """A provider-specific reason why `address` cannot be stored, or None."""
+        return None
+
+    @abstractmethod
+    def list_domains(self) -> list[str]:
+        """Domains the provider currently holds (for `import` and `status`)."""
+
+    @abstractmethod
+    def read(self, domains: Sequence[str]) -> dict[str, DomainState]:
+        """Actual state of each domain; a domain it does not hold has exists=False."""
+
+    @abstractmethod
+    def apply(self, changes: Sequence[Change]) -> list[Outcome]:
+        """Perform `changes` (already ordered); one outcome per change, in order."""
+
+    def settings_for_export(self) -> dict[str, Any]:
+        """The settings block as `import` writes it (secret references kept as references)."""
+        return self.settings.model_dump(mode="json", exclude_defaults=True)  # type: ignore[no-any-return]
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass

@@ -1,0 +1,164 @@
+"""Plans and reports for people (text, Markdown, a table) and machines (dicts for JSON).
+
+The plan's text form is written line by line rather than through rich: a
+10,000-line plan took 1.9 s through rich's Console and 0.02 s this way, and
+the no-change plan must stay well under a second end to end.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, TextIO
+
+from mailctl.provision.changes import Action, Change, Status
+from mailctl.provision.plan import Plan
+
+if TYPE_CHECKING:
+    from mailctl.provision.engine import ApplyResult
+
+_COLORS = {Action.CREATE: "32", Action.UPDATE: "33", Action.DELETE: "31"}
+
+
+def _fmt(value: Any, key: str = "") -> str:
+    if key == "quota" and isinstance(value, int):
+        from mailctl.providers.dms.files import format_dms_size
+
+        return format_dms_size(value) if value else "unlimited"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) if value else "(none)"
+    if value is None:
+        return "(unset)"
+    return str(value)
+
+
+def _fields(ch: Change) -> str:
+    obj = ch.desired if ch.desired is not None else ch.current
+    if obj is None:
+        return ""
+    fields = obj.managed_fields()
+    if ch.diff:
+        return "  " + "; ".join(
+            f"{k}: {_fmt(a, k)} -> {_fmt(b, k)}" for k, (a, b) in ch.diff.items()
+        )
+    if ch.action is Action.DELETE:
+        return ""
+    if "destinations" in fields:
+        tail = "" if fields.get("keep", True) else " (no copy kept)"
+        return f" -> {_fmt(fields['destinations'])}{tail}"
+    parts = [f"{k}={_fmt(v, k)}" for k, v in fields.items()]
+    return ("  " + " ".join(parts)) if parts else ""
+
+
+def _line(ch: Change, color: bool) -> str:
+    sym = ch.action.symbol
+    head = f"{sym} {ch.kind.value:<8} {ch.key}"
+    if color:
+        head = f"\x1b[{_COLORS[ch.action]}m{head}\x1b[0m"
+    return f"  {head}{_fields(ch)}\n"
+
+
+def text(plan: Plan, out: TextIO) -> None:
+    color = bool(getattr(out, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
+    current = None
+    buf: list[str] = []
+    for ch in plan.changes:
+        if ch.domain != current:
+            current = ch.domain
+            buf.append(f"{ch.domain} (provider {plan.providers.get(ch.domain, ch.provider)})\n")
+        buf.append(_line(ch, color))
+    c = plan.counts()
+    if plan.empty:
+        buf.append("No changes. The provider already matches the config.\n")
+    else:
+        buf.append(
+            f"Plan: {c['create']} to create, {c['update']} to update, {c['delete']} to delete.\n"
+        )
+    out.write("".join(buf))
+    held_note(plan, out)
+
+
+def held_note(plan: Plan, out: TextIO) -> None:
+    h = plan.counts(plan.held)
+    notes = []
+    if h["update"]:
+        notes.append(f"{h['update']} drifted object(s) not updated (use --reconcile)")
+    if h["delete"]:
+        notes.append(f"{h['delete']} undeclared object(s) not deleted (use --prune)")
+    if notes:
+        out.write("Not included: " + "; ".join(notes) + ".\n")
+
+
+def markdown(plan: Plan) -> str:
+    rows = ["| action | kind | address | details |", "| --- | --- | --- | --- |"]
+    for ch in plan.changes:
+        detail = _fields(ch).strip().replace("|", "\\|")
+        rows.append(f"| {ch.action.value} | {ch.kind.value} | `{ch.key}` | {detail} |")
+    c = plan.counts()
+    rows.append("")
+    rows.append(f"**{c['create']}** to create, **{c['update']}** to update, "
+                f"**{c['delete']}** to delete.")
+    return "\n".join(rows) + "\n"
+
+
+def apply_dict(result: ApplyResult) -> dict[str, Any]:
+    from mailctl.provision.plan import change_dict
+
+    return {
+        "ok": result.ok,
+        "changed": any(o.status is Status.DONE for o in result.outcomes),
+        "summary": {s.value: result.count(s) for s in Status},
+        "outcomes": [
+            {**change_dict(o.change), "status": o.status.value,
+             **({"message": o.error} if o.error else {})}
+            for o in result.outcomes
+        ],
+        # Passwords never go to stdout or JSON: only which mailboxes got one.
+        "generated_passwords_for": sorted(result.generated),
+    }
+
+
+def apply_text(result: ApplyResult, out: TextIO) -> None:
+    problems = [o for o in result.outcomes if o.status is not Status.DONE]
+    notes = [o for o in result.outcomes if o.status is Status.DONE and o.error]
+    for o in notes:
+        out.write(f"  note: {o.change.describe()}: {o.error}\n")
+    for o in problems:
+        out.write(f"  {o.status.value.upper()}: {o.change.describe()}: {o.error}\n")
+    done = result.count(Status.DONE)
+    failed = result.count(Status.FAILED)
+    skipped = result.count(Status.NOT_ATTEMPTED)
+    out.write(f"Applied: {done} done, {failed} failed, {skipped} not attempted.\n")
+    if problems:
+        out.write("Re-run `mailctl apply` to finish: what was done will not be repeated.\n")
+
+
+def status_table(rows: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="declared vs present")
+    for col in ("domain", "provider", "mailboxes", "aliases", "forwards", "state"):
+        table.add_column(col)
+    for r in rows:
+        cells = []
+        for kind in ("mailboxes", "aliases", "forwards"):
+            k = r[kind]
+            extra = []
+            if k["missing"]:
+                extra.append(f"{len(k['missing'])} missing")
+            if k["drifted"]:
+                extra.append(f"{len(k['drifted'])} drifted")
+            if k["undeclared"]:
+                extra.append(f"{len(k['undeclared'])} undeclared")
+            cells.append(f"{k['present']}/{k['declared']}" + (f" ({', '.join(extra)})"
+                                                              if extra else ""))
+        state = "[green]in sync[/]" if r["in_sync"] else "[yellow]differs[/]"
+        if not r["exists"]:
+            state = "[red]absent[/]"
+        table.add_row(r["domain"], r["provider"], *cells, state)
+    Console().print(table)
+    for r in rows:
+        for kind in ("mailboxes", "aliases", "forwards"):
+            for what in ("missing", "drifted", "undeclared"):
+                for addr in r[kind][what][:20]:
+                    print(f"  {what:<10} {kind[:-1] if kind != 'mailboxes' else 'mailbox'} {addr}")
