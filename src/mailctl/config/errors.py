@@ -65,9 +65,16 @@ class Collector:
     issues: list[Issue] = field(default_factory=list)
 
     def add(
-        self, path: Path_, message: str, hint: str | None = None, *, at_key: bool = False
+        self,
+        path: Path_,
+        message: str,
+        hint: str | None = None,
+        *,
+        at_key: bool = False,
+        pos: Pos | None = None,
     ) -> None:
-        pos = self.located.pos(path, prefer_key=at_key) if self.located else None
+        if pos is None and self.located:
+            pos = self.located.pos(path, prefer_key=at_key)
         self.issues.append(Issue(self.file, pos, message, hint, tuple(path)))
 
     def raise_if_any(self) -> None:

@@ -81,9 +81,9 @@ def load_config(path: Path | None = None) -> Config:
         raise ConfigError([Issue(name, exc.pos, exc.message, exc.hint)]) from None
 
     col = Collector(name, located)
-    for dup_path, first, _second in located.duplicates:
+    for dup_path, first, second in located.duplicates:
         col.add(dup_path, f"duplicate key {dup_path[-1]!r} (first at line {first.line})",
-                at_key=True)
+                pos=second)
     if not isinstance(located.data, dict):
         col.add((), "the config must be a mapping with `providers:` and `domains:`")
         col.raise_if_any()

@@ -1,0 +1,69 @@
+# Two entry points on a fresh Debian machine, as root:
+#   make demo   installs everything, starts the sandbox, applies examples/, shows status
+#   make test   installs everything, runs lint, types and the test suite
+# Both are idempotent; the install steps are skipped when already done.
+
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := postfix dovecot-imapd dovecot-lmtpd swaks openssl ca-certificates \
+                knot knot-dnsutils unbound
+EXAMPLE := examples/mailctl.yaml
+
+.PHONY: deps apt venv test lint typecheck pytest demo demo-down bench clean
+
+deps: apt venv
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "need root to install:$$missing" >&2; exit 1; fi; \
+	  echo "installing:$$missing"; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+	  echo "postfix postfix/mailname string localhost" | debconf-set-selections; \
+	  apt-get update -qq -o DPkg::Lock::Timeout=600 && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
+	    --no-install-recommends $$missing >/dev/null; \
+	  for s in knot unbound; do systemctl disable --now $$s >/dev/null 2>&1 || true; done; \
+	fi
+
+venv: $(BIN)/.installed
+
+$(BIN)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip >/dev/null
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+lint: venv
+	$(BIN)/ruff check src tests bench
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: deps
+	$(BIN)/pytest -q -n 2 --dist loadfile
+
+test: deps lint typecheck pytest
+
+demo: deps
+	$(BIN)/mailctl validate -f $(EXAMPLE)
+	$(BIN)/mailctl sandbox up -f $(EXAMPLE)
+	$(BIN)/mailctl plan -f $(EXAMPLE)
+	$(BIN)/mailctl apply -f $(EXAMPLE) --secrets-out examples/.mailctl/secrets.tsv
+	$(BIN)/mailctl apply -f $(EXAMPLE)
+	$(BIN)/mailctl status -f $(EXAMPLE)
+	$(BIN)/python examples/smoke.py -f $(EXAMPLE) --secrets examples/.mailctl/secrets.tsv
+
+demo-down: venv
+	$(BIN)/mailctl sandbox down -f $(EXAMPLE)
+
+bench: deps
+	$(BIN)/python bench/provision_bench.py
+
+clean:
+	-$(BIN)/mailctl sandbox down -f $(EXAMPLE) 2>/dev/null
+	rm -rf $(VENV) examples/.mailctl examples/dms build *.egg-info

@@ -1,0 +1,126 @@
+"""What a sandbox records about itself, so `status`/`down` work from a later process."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from mailctl.sandbox.render import write_atomic
+
+STATE_FILE = "sandbox.json"
+# Lives in the dms config dir and lists the state dirs of the sandboxes that
+# serve it, so a dms write can find them. dms ignores dotfiles.
+MARKER_NAME = ".mailctl-sandbox"
+
+
+class SandboxError(RuntimeError):
+    """A problem the user can act on; the message says what and where."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ports:
+    smtp: int
+    submission: int
+    imap: int
+    imaps: int
+    lmtp: int
+
+    def items(self) -> list[tuple[str, int]]:
+        return [(f.name, getattr(self, f.name)) for f in fields(self)]
+
+
+# Above 1024 (no root needed for Dovecot) and off the usual test ports.
+DEFAULT_PORTS = Ports(smtp=10025, submission=10587, imap=10143, imaps=10993, lmtp=10024)
+
+
+@dataclass(slots=True)
+class SandboxInfo:
+    state_dir: Path
+    dms_dir: Path
+    host: str
+    ports: Ports
+    ca_file: Path
+    lmtp_socket: Path
+    log_dir: Path
+    postfix: bool
+    postfix_disabled_reason: str | None = None
+    implicit_self_aliases: bool = False
+    dovecot_pid: int | None = None
+    postfix_pid: int | None = None
+    started_at: float | None = None
+    digest: str = ""  # of the dms files last rendered
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, Path):
+                data[key] = str(value)
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> SandboxInfo:
+        data: dict[str, Any] = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        data["ports"] = Ports(**data["ports"])
+        for key in ("state_dir", "dms_dir", "ca_file", "lmtp_socket", "log_dir"):
+            data[key] = Path(data[key])
+        return cls(**data)
+
+
+@dataclass(slots=True)
+class SandboxStatus:
+    state_dir: Path
+    dms_dir: Path | None
+    host: str | None
+    ports: Ports | None
+    ca_file: Path | None
+    postfix_enabled: bool
+    postfix_disabled_reason: str | None
+    running: dict[str, bool] = field(default_factory=dict)
+    pids: dict[str, int | None] = field(default_factory=dict)
+
+    @property
+    def up(self) -> bool:
+        """Every daemon this sandbox is meant to run is running."""
+        return bool(self.running) and all(self.running.values())
+
+    @property
+    def any_running(self) -> bool:
+        return any(self.running.values())
+
+
+def load_info(state_dir: Path) -> SandboxInfo | None:
+    try:
+        return SandboxInfo.from_json((state_dir / STATE_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SandboxError(f"{state_dir / STATE_FILE} is not a sandbox state file: {exc}") from None
+
+
+def save_info(info: SandboxInfo) -> None:
+    write_atomic(info.state_dir / STATE_FILE, info.to_json(), mode=0o644)
+
+
+def marker_entries(dms_dir: Path) -> list[Path]:
+    try:
+        text = (dms_dir / MARKER_NAME).read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [Path(line.strip()) for line in text.splitlines() if line.strip()]
+
+
+def set_marker(dms_dir: Path, state_dir: Path, present: bool) -> None:
+    """Add or remove `state_dir` in the dms dir's marker; the file goes when empty."""
+    entries = [e for e in marker_entries(dms_dir) if e != state_dir]
+    if present:
+        entries.append(state_dir)
+    path = dms_dir / MARKER_NAME
+    if entries:
+        write_atomic(path, "".join(f"{e}\n" for e in entries), mode=0o644)
+    elif os.path.lexists(path):
+        path.unlink()
