@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from enum import StrEnum
 from typing import Any
 
@@ -25,8 +26,11 @@ class AddressError(ValueError):
     """A local part, domain or address that cannot be normalised."""
 
 
+@lru_cache(maxsize=4096)
 def normalise_domain(domain: str) -> str:
-    """Lower-case ASCII (punycode) form of a domain, as every comparison uses."""
+    """Lower-case ASCII (punycode) form of a domain, as every comparison uses.
+
+    Cached: a config names a handful of domains tens of thousands of times."""
     name = domain.strip().rstrip(".")
     if not name:
         raise AddressError("empty domain name")
@@ -49,6 +53,8 @@ def normalise_domain(domain: str) -> str:
 
 
 def normalise_local_part(local: str) -> str:
+    if _LOCAL_RE.match(local):  # already normal: the common case, kept cheap
+        return local
     lp = local.strip().lower()
     if not lp:
         raise AddressError("empty local part")

@@ -52,6 +52,8 @@ class Spam(Strict):
 
 
 class MailboxConfig(Strict):
+    # `local_part: 007` is an int in YAML; it means the text the user typed.
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
     local_part: str
     name: str | None = None
     password: str | None = None  # a secret reference or a {SCHEME} hash
@@ -67,21 +69,13 @@ class MailboxConfig(Strict):
     def _size(cls, v: Any) -> int | None:
         return None if v is None else parse_size(v)
 
-    @field_validator("local_part", mode="before")
-    @classmethod
-    def _lp_text(cls, v: Any) -> Any:
-        # `local_part: 007` is an int in YAML; treat it as the text the user typed.
-        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
 class AliasConfig(Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
     local_part: str
     destinations: list[str] = Field(min_length=1)
 
-    @field_validator("local_part", mode="before")
-    @classmethod
-    def _lp_text(cls, v: Any) -> Any:
-        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
 class DomainConfig(Strict):

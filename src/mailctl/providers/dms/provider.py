@@ -44,6 +44,18 @@ class _State:
         self.virtual = F.parse_virtual(directory / F.VIRTUAL)
         self.quotas = F.parse_quotas(directory / F.QUOTAS)
         self.deleted: set[str] = set()
+        self._by_domain: dict[str, tuple[list[str], list[str]]] | None = None
+
+    def by_domain(self, name: str) -> tuple[list[str], list[str]]:
+        """(accounts, virtual keys) of one domain; grouped once, not scanned per domain."""
+        if self._by_domain is None:
+            groups: dict[str, tuple[list[str], list[str]]] = {}
+            for key in self.accounts.addresses():
+                groups.setdefault(domain_of(key), ([], []))[0].append(key)
+            for key in self.virtual.addresses():
+                groups.setdefault(domain_of(key), ([], []))[1].append(key)
+            self._by_domain = groups
+        return self._by_domain.get(name, ([], []))
 
     def is_guard(self, key: str) -> bool:
         """`alice@d alice@d`: only there so a catch-all does not swallow alice."""
@@ -56,14 +68,12 @@ class _State:
 
     def read_domain(self, name: str) -> DomainState:
         state = DomainState(name)
-        for key in self.accounts.addresses():
-            if domain_of(key) == name:
-                q = self.quotas.get(key)
-                size = F.parse_dms_size(q.value) if q else 0
-                state.mailboxes[key] = Mailbox(key, quota=size or 0)
-        for key in self.virtual.addresses():
-            if domain_of(key) != name:
-                continue
+        account_keys, virtual_keys = self.by_domain(name)
+        for key in account_keys:
+            q = self.quotas.get(key)
+            size = F.parse_dms_size(q.value) if q else 0
+            state.mailboxes[key] = Mailbox(key, quota=size or 0)
+        for key in virtual_keys:
             line = self.virtual.get(key)
             assert line is not None
             targets = tuple(t for t in line.value.split(",") if t)
@@ -265,11 +275,10 @@ class DmsProvider(Provider):
     @staticmethod
     def _guards(state: _State, domains: set[str]) -> None:
         """Keep self-entries exactly where a catch-all would otherwise swallow an account."""
+        state._by_domain = None  # accounts changed since the last grouping
         for dom in domains:
             has_catch_all = f"@{dom}" in state.virtual.index
-            for key in state.accounts.addresses():
-                if domain_of(key) != dom:
-                    continue
+            for key in state.by_domain(dom)[0]:
                 if has_catch_all and key not in state.virtual.index:
                     state.virtual.put(F.virtual_line(key, [key]))
                 elif not has_catch_all and state.is_guard(key):
