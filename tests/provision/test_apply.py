@@ -120,7 +120,8 @@ def test_untouched_lines_survive_byte_for_byte(site: Path) -> None:
     assert acc.startswith("# managed by hand\n"
                           "keep@other.test|{SHA512-CRYPT}$6$abc$def|userdb_mail=maildir:/x\n\n")
     virt = (d / "postfix-virtual.cf").read_text()
-    assert virt.startswith("# aliases\npostmaster   keep@other.test\nx@other.test keep@other.test\n")
+    assert virt.startswith(
+        "# aliases\npostmaster   keep@other.test\nx@other.test keep@other.test\n")
     # Undeclared domains are never touched, even by --prune.
     r = run_cli("apply", "--prune", "--yes", cwd=site, env=ENV)
     assert r.code == 0
@@ -150,8 +151,8 @@ def test_reconcile_updates_only_when_asked(site: Path) -> None:
 def test_prune_asks_and_cleans_references(site: Path) -> None:
     assert run_cli("apply", cwd=site, env=ENV).code == 0
     cfg = site / "mailctl.yaml"
-    text = cfg.read_text().replace("      - local_part: bob\n        password: ${env:BOB_PASSWORD}\n",
-                                   "").replace("[alice, bob, someone@outside.test]",
+    bob = "      - local_part: bob\n        password: ${env:BOB_PASSWORD}\n"
+    text = cfg.read_text().replace(bob, "").replace("[alice, bob, someone@outside.test]",
                                                "[alice, someone@outside.test]")
     cfg.write_text(text)
     before = snapshot(site / "dms")
@@ -205,7 +206,7 @@ def test_secrets_never_reach_stdout(site: Path) -> None:
     assert set(generated) == {"alice@example.org", "bob@example.net"}
     for pw in generated.values():
         assert len(pw) >= 32
-        assert verify(pw, accounts(site)[[a for a, p in generated.items() if p == pw][0]])
+        assert verify(pw, accounts(site)[next(a for a, p in generated.items() if p == pw)])
     every = "".join(r.out for r in outputs) + "".join(
         r.err for i, r in enumerate(outputs) if i != 4)
     for secret in (*generated.values(), BOB_PW):

@@ -39,7 +39,7 @@ def check_consistent(dms: Path, n: int) -> int:
     quotas = _lines(dms / "dovecot-quotas.cf")
     virtual = _lines(dms / "postfix-virtual.cf")
     for ln in accounts:
-        addr, h = ln.split("|")
+        _addr, h = ln.split("|")
         assert h.startswith("{SHA512-CRYPT}$6$") and len(h) > 100, ln
     assert len(accounts) in (0, n)
     assert len(quotas) in (0, n)
@@ -91,7 +91,7 @@ def test_concurrent_applies_serialise(tmp_path: Path) -> None:
         for name in ("one.yaml", "two.yaml")
     ]
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        _out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
     accounts = _lines(tmp_path / "dms" / "postfix-accounts.cf")
     assert len(accounts) == 800  # no lost update: both applies are in the file
