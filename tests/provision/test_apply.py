@@ -196,7 +196,8 @@ def test_secrets_never_reach_stdout(site: Path) -> None:
     for args in (["validate"], ["plan"], ["plan", "--json"], ["plan", "--markdown"],
                  ["apply", "--json"], ["status"], ["status", "--json"],
                  ["import", "-p", "local"]):
-        outputs.append(run_cli(*args, cwd=site, env=ENV))
+        outputs.append(run_cli("-vv", *args, cwd=site, env=ENV))  # logs on stderr too
+    assert "INFO mailctl.providers.dms.provider: wrote" in outputs[4].err
     apply_json = json.loads(outputs[4].out)
     assert apply_json["generated_passwords_for"] == [
         "alice@example.org", "bob@example.net"]
@@ -254,3 +255,28 @@ def test_plan_markdown_and_json_shapes(site: Path) -> None:
     assert data["summary"] == {"create": 7, "update": 0, "delete": 0}
     first = data["changes"][0]
     assert set(first) >= {"action", "kind", "domain", "address", "provider", "fields"}
+
+
+def test_log_lines_are_scrubbed_of_known_secrets() -> None:
+    import io
+    import logging
+
+    from mailctl.secret import ScrubFilter, Secret, generate_password
+
+    pw = generate_password()
+    other = Secret("api-key-0123456789", source="${env:API_KEY}")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(ScrubFilter())
+    logger = logging.getLogger("mailctl.test-scrub")
+    logger.addHandler(handler)
+    logger.warning("oops %s and %s", pw.reveal(), other.reveal())
+    logger.removeHandler(handler)
+    text = stream.getvalue()
+    assert pw.reveal() not in text and "api-key-0123456789" not in text
+    assert text.count("********") == 2
+    assert repr(pw) == "Secret(********)" and f"{other}" == "********"
+    with pytest.raises(TypeError):
+        import pickle
+
+        pickle.dumps(pw)

@@ -28,8 +28,27 @@ def _root(
     version: bool = typer.Option(
         False, "--version", "-V", callback=_version, is_eager=True, help="show the version"
     ),
+    verbose: int = typer.Option(
+        0, "--verbose", "-v", count=True, help="log what is done to stderr (-vv: debug)"
+    ),
 ) -> None:
     """mailctl — mail domains as code."""
+    if verbose:
+        _logging(verbose)
+
+
+def _logging(verbosity: int) -> None:
+    """Log lines go to stderr through the secret scrubber, whatever a caller logs."""
+    import logging
+
+    from mailctl.secret import ScrubFilter
+
+    handler = logging.StreamHandler()
+    handler.addFilter(ScrubFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("mailctl")
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
 
 
 provision.register(app)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -81,6 +82,15 @@ def _print_plan(plan: Plan, fmt: str) -> None:
         out.write(render.markdown(plan))
     else:
         render.text(plan, out)
+
+
+def _working(message: str, quiet: bool) -> AbstractContextManager[object]:
+    """A spinner on stderr while a long batch runs, only for a person at a terminal."""
+    if quiet or not sys.stderr.isatty():
+        return nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(message)
 
 
 def register(app: typer.Typer) -> None:
@@ -174,7 +184,8 @@ def apply(
     if secrets_out is not None and secrets_out.is_dir():
         fail(f"--secrets-out {secrets_out} is a directory")
 
-    result = execute(config, p, secrets_out=secrets_out)
+    with _working(f"applying {len(p.changes)} changes", quiet=as_json):
+        result = execute(config, p, secrets_out=secrets_out)
     if as_json:
         print(json.dumps(render.apply_dict(result), indent=2))
     else:

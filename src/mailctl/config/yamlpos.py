@@ -33,20 +33,25 @@ class Located:
     """Plain Python data plus the positions of its values and mapping keys."""
 
     data: Any
-    values: dict[Path_, Pos] = field(default_factory=dict)
-    keys: dict[Path_, Pos] = field(default_factory=dict)
+    # (line, col) tuples, not Pos objects: 10k-mailbox files have 50k nodes and
+    # positions are only read when there is an error to report.
+    values: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     duplicates: list[tuple[Path_, Pos, Pos]] = field(default_factory=list)
 
     def pos(self, path: Path_, prefer_key: bool = False) -> Pos | None:
         """Nearest known position for `path`, walking up to a parent if needed."""
         p = tuple(path)
         while True:
+            found = None
             if prefer_key and p in self.keys:
-                return self.keys[p]
-            if p in self.values:
-                return self.values[p]
-            if p in self.keys:
-                return self.keys[p]
+                found = self.keys[p]
+            elif p in self.values:
+                found = self.values[p]
+            elif p in self.keys:
+                found = self.keys[p]
+            if found is not None:
+                return Pos(found[0] + 1, found[1] + 1)
             if not p:
                 return None
             p = p[:-1]
@@ -103,8 +108,11 @@ def load_located(text: str, name: str = "<config>") -> Located:
         out.data = {}
         return out
 
+    values, keys = out.values, out.keys
+
     def walk(node: yaml.Node, path: Path_) -> Any:
-        out.values[path] = _mark(node)
+        mark = node.start_mark
+        values[path] = (mark.line, mark.column)
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:
@@ -119,9 +127,13 @@ def load_located(text: str, name: str = "<config>") -> Located:
                 skey = str(key) if not isinstance(key, str) else key
                 sub = (*path, skey)
                 if skey in result:
-                    out.duplicates.append((sub, out.keys[sub], _mark(key_node)))
+                    first = keys[sub]
+                    out.duplicates.append(
+                        (sub, Pos(first[0] + 1, first[1] + 1), _mark(key_node))
+                    )
                     continue
-                out.keys[sub] = _mark(key_node)
+                km = key_node.start_mark
+                keys[sub] = (km.line, km.column)
                 result[skey] = walk(value_node, sub)
             return result
         if isinstance(node, yaml.SequenceNode):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -14,6 +15,8 @@ from mailctl.model import DomainState, Kind, Mailbox
 from mailctl.provision.changes import Action, Change, Outcome, Status
 from mailctl.provision.plan import Plan, diff_domain
 from mailctl.secret import Secret, generate_password
+
+log = logging.getLogger(__name__)
 
 
 def read_actual(config: Config, domains: Sequence[str] | None = None) -> dict[str, DomainState]:
@@ -118,6 +121,7 @@ def execute(
         by_provider.setdefault(ch.provider, []).append(ch)
     for pname in sorted(by_provider):
         batch = by_provider[pname]
+        log.info("provider %s: applying %d changes", pname, len(batch))
         try:
             outcomes = config.provider(pname).apply(batch)
         except Exception as exc:  # a provider bug must not hide what was already done

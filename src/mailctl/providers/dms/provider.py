@@ -10,6 +10,7 @@ new files up; point it at a `mailctl sandbox` folder and the sandbox reloads.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -28,6 +29,7 @@ from mailctl.provision.changes import Action, Change, Outcome, Status
 from mailctl.util.atomic import atomic_write, locked, remove_stale_temps
 
 LOCK_NAME = ".mailctl.lock"
+log = logging.getLogger(__name__)
 
 
 class DmsSettings(ProviderSettings):
@@ -97,6 +99,7 @@ class _State:
                     continue
                 atomic_write(path, cf.render(last_first=cf is self.virtual),
                              mode if not path.exists() else None)
+                log.info("wrote %s (%d entries)", path, len(cf.index))
 
 
 class DmsProvider(Provider):
@@ -141,6 +144,7 @@ class DmsProvider(Provider):
             with locked(directory / LOCK_NAME, timeout=self.settings.lock_timeout):
                 remove_stale_temps(directory, list(F.FILES))
                 state = _State(directory)
+                log.debug("locked %s; %d changes to apply", directory, len(changes))
                 hashes = self._hashes(changes, state)
                 outcomes = [self._one(state, ch, hashes) for ch in changes]
                 self._drop_targets(state, state.deleted)

@@ -1,0 +1,267 @@
+"""`mailctl dns …` and `mailctl dkim …`: parsing and printing only.
+
+dnspython, rich and cryptography are imported inside the commands so that
+building the command tree (and `mailctl --version`) stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from mailctl.cli.common import err, fail
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from mailctl.dns.records import DomainDnsSpec
+
+app = typer.Typer(no_args_is_help=True, help="The records a mail domain needs, checked live.")
+dkim_app = typer.Typer(no_args_is_help=True, help="DKIM keys for self-hosted domains.")
+
+
+
+@dkim_app.callback()
+def _dkim_group() -> None:
+    """Keep `dkim` a command group even while it has a single sub-command."""
+
+
+# Set by the config layer: (domain, config file) -> spec from that domain's `dns:` block.
+config_domain_spec: Callable[[str, Path], DomainDnsSpec] | None = None
+
+ProfileOpt = Annotated[str | None, typer.Option(
+    "--profile", help="provider profile (dms, migadu, mailcow, mailu, stalwart, …)")]
+RelayOpt = Annotated[list[str] | None, typer.Option(
+    "--relay", help="relay profile, repeatable (brevo, mailgun, ses, …)")]
+SelectorOpt = Annotated[list[str] | None, typer.Option(
+    "--selector", help="DKIM selector, repeatable (overrides the profile's)")]
+MxOpt = Annotated[list[str] | None, typer.Option(
+    "--mx-host", help="self-hosted: MX host name, repeatable [default: mail.DOMAIN]")]
+ParamOpt = Annotated[list[str] | None, typer.Option(
+    "--param", help="profile parameter KEY=VALUE, repeatable (e.g. verify=CODE)")]
+MtaStsOpt = Annotated[str | None, typer.Option(
+    "--mta-sts", help="MTA-STS mode the domain should publish (enforce|testing|none)")]
+ProfileDirOpt = Annotated[list[Path] | None, typer.Option(
+    "--profile-dir", help="extra directory with providers/ and relays/ profile files")]
+FileOpt = Annotated[Path | None, typer.Option(
+    "--file", "-f", help="take the domain's settings from this mailctl.yaml", show_default=False)]
+
+
+def spec_from_options(domain: str, profile: str | None = None, relays: list[str] | None = None,
+                      selectors: list[str] | None = None, **extra: Any) -> DomainDnsSpec:
+    """A spec from command-line options alone (no config file)."""
+    from mailctl.dns.records import DomainDnsSpec
+    from mailctl.model import AddressError, normalise_domain
+
+    try:
+        name = normalise_domain(domain)
+    except AddressError as exc:
+        fail(str(exc))
+    params: dict[str, str] = {}
+    for item in extra.pop("params", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--param {item!r} must be KEY=VALUE")
+        params[key] = value
+    mode = extra.pop("mta_sts", None)
+    if mode is not None and mode not in ("enforce", "testing", "none"):
+        fail(f"--mta-sts {mode!r} must be enforce, testing or none")
+    return DomainDnsSpec(
+        domain=name,
+        profile=profile or "dms",
+        relays=tuple(relays or ()),
+        dkim_selectors=tuple(selectors or ()),
+        params=params,
+        mx_hosts=tuple(h.lower().rstrip(".") for h in extra.pop("mx_hosts", None) or ()),
+        mta_sts_mode=mode,
+        profile_dirs=tuple(extra.pop("profile_dirs", None) or ()),
+    )
+
+
+def resolve_spec(domain: str, config_path: Path | None, **opts: Any) -> DomainDnsSpec:
+    """The spec for `domain`: from the config file when one is given, else from options."""
+    if config_path is None:
+        return spec_from_options(domain, **opts)
+    if config_domain_spec is None:
+        fail("reading DNS settings from a config file is not available in this build; "
+             "use --profile/--relay/--selector")
+    return config_domain_spec(domain, config_path)
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console(soft_wrap=False, no_color="NO_COLOR" in os.environ,
+                   width=None if os.isatty(1) else 200)
+
+
+def _expected(spec: DomainDnsSpec) -> list[Any]:
+    from mailctl.dns.profiles import ProfileError
+    from mailctl.dns.records import expected_records
+
+    try:
+        return expected_records(spec)
+    except ProfileError as exc:
+        fail(str(exc))
+
+
+@app.command("records")
+def records_cmd(
+    domain: str,
+    fmt: Annotated[str, typer.Option("--format", help="table, json, zone or octodns")] = "table",
+    profile: ProfileOpt = None, relay: RelayOpt = None, selector: SelectorOpt = None,
+    mx_host: MxOpt = None, param: ParamOpt = None, mta_sts: MtaStsOpt = None,
+    profile_dir: ProfileDirOpt = None, file: FileOpt = None,
+) -> None:
+    """What to publish for DOMAIN, from its provider and relay profiles."""
+    from mailctl.dns.records import lint_records
+    from mailctl.dns.render import FORMATS, render_records
+
+    if fmt not in FORMATS:
+        fail(f"--format must be one of {', '.join(FORMATS)}")
+    spec = resolve_spec(domain, file, profile=profile, relays=relay, selectors=selector,
+                        mx_hosts=mx_host, params=param, mta_sts=mta_sts, profile_dirs=profile_dir)
+    records = _expected(spec)
+    problems = lint_records(records)
+    if problems:
+        fail("the profile produces an invalid record set: " + "; ".join(problems))
+    render_records(records, spec.domain, fmt, _console())
+
+
+@app.command("check")
+def check_cmd(
+    domains: Annotated[list[str], typer.Argument(help="one or more domains")],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    resolver: Annotated[str | None, typer.Option(
+        "--resolver", help="resolver IP[:PORT] [default: the system's]")] = None,
+    timeout: Annotated[float, typer.Option(help="seconds per DNS query")] = 2.0,
+    ca_file: Annotated[Path | None, typer.Option(
+        "--ca-file", help="CA bundle for MTA-STS policy fetches")] = None,
+    https_port: Annotated[int, typer.Option("--https-port", hidden=True)] = 443,
+    profile: ProfileOpt = None, relay: RelayOpt = None, selector: SelectorOpt = None,
+    mx_host: MxOpt = None, param: ParamOpt = None, mta_sts: MtaStsOpt = None,
+    profile_dir: ProfileDirOpt = None, file: FileOpt = None,
+) -> None:
+    """What is published vs what is expected, plus lint. Exit 0 ok, 1 problems, 3 could not tell."""
+    import ssl
+
+    from mailctl.dns.check import check_domains_sync
+    from mailctl.dns.context import HttpsOptions
+    from mailctl.dns.findings import overall_exit_code
+    from mailctl.dns.render import reports_json, reports_table
+    from mailctl.dns.resolver import parse_server
+
+    if resolver:
+        try:
+            parse_server(resolver)
+        except ValueError as exc:
+            fail(str(exc))
+    specs = [resolve_spec(d, file, profile=profile, relays=relay, selectors=selector,
+                          mx_hosts=mx_host, params=param, mta_sts=mta_sts,
+                          profile_dirs=profile_dir) for d in domains]
+    for spec in specs:
+        _expected(spec)  # unknown profiles are a user mistake: one line, exit 1
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        fail(f"--ca-file {ca_file}: {exc}")
+    reports = check_domains_sync(specs, resolver, timeout=timeout,
+                                 https=HttpsOptions(ssl_context=context, port=https_port))
+    if as_json:
+        typer.echo(reports_json(reports))
+    else:
+        reports_table(reports, _console())
+    raise typer.Exit(overall_exit_code(reports))
+
+
+@app.command("mta-sts")
+def mta_sts_cmd(
+    domain: str,
+    mode: Annotated[str, typer.Option(help="enforce, testing or none")] = "testing",
+    max_age: Annotated[int, typer.Option(help="seconds senders cache the policy")] = 604800,
+    mx: Annotated[list[str] | None, typer.Option(
+        "--mx", help="MX pattern, repeatable [default: the profile's MX hosts]")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    profile: ProfileOpt = None, mx_host: MxOpt = None, profile_dir: ProfileDirOpt = None,
+    file: FileOpt = None,
+) -> None:
+    """The MTA-STS policy file and the TXT record whose id changes with it."""
+    import json
+
+    from mailctl.dns.mtasts import MAX_AGE_LIMIT, policy_id, render_policy, tls_rpt_value
+    from mailctl.dns.records import expected_mx, load_profiles
+
+    if mode not in ("enforce", "testing", "none"):
+        fail(f"--mode {mode!r} must be enforce, testing or none")
+    if not 0 <= max_age <= MAX_AGE_LIMIT:
+        fail(f"--max-age must be between 0 and {MAX_AGE_LIMIT}")
+    spec = resolve_spec(domain, file, profile=profile, mx_hosts=mx_host, profile_dirs=profile_dir)
+    _expected(spec)
+    patterns = [m.lower().rstrip(".") for m in mx or []]
+    if not patterns:
+        provider, _ = load_profiles(spec)
+        patterns = [h for _, h in expected_mx(spec, provider)]
+    policy = render_policy(mode, patterns, max_age)
+    txt = f"v=STSv1; id={policy_id(policy)}"
+    url = f"https://mta-sts.{spec.domain}/.well-known/mta-sts.txt"
+    if as_json:
+        typer.echo(json.dumps({"url": url, "policy": policy, "txt_name": f"_mta-sts.{spec.domain}",
+                               "txt": txt, "tls_rpt": tls_rpt_value(spec)}, indent=2))
+        return
+    typer.echo(f"# serve as text/plain at {url} (HTTPS, valid certificate, no redirect)")
+    typer.echo(policy.replace("\r\n", "\n"), nl=False)
+    typer.echo(f'\n_mta-sts.{spec.domain}. 3600 IN TXT "{txt}"')
+    typer.echo(f'_smtp._tls.{spec.domain}. 3600 IN TXT "{tls_rpt_value(spec)}"')
+    typer.echo("# the id is a hash of the policy: republish the TXT whenever the policy changes")
+
+
+@dkim_app.command("generate")
+def dkim_generate_cmd(
+    domain: str,
+    selector: Annotated[str, typer.Option(help="DKIM selector, e.g. mail")],
+    bits: Annotated[int, typer.Option(help="RSA key size")] = 2048,
+    algorithm: Annotated[str, typer.Option(help="rsa or ed25519")] = "rsa",
+    key_file: Annotated[Path | None, typer.Option(
+        "--key-file", help="private key file [default: ./DOMAIN.SELECTOR.key]")] = None,
+    force: Annotated[bool, typer.Option(help="overwrite an existing key file")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A new key pair: the private key to a file (mode 600), the TXT record to stdout."""
+    import json
+    import re
+
+    from mailctl.dns.dkim import generate_key
+    from mailctl.model import AddressError, normalise_domain
+
+    try:
+        name = normalise_domain(domain)
+    except AddressError as exc:
+        fail(str(exc))
+    if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*", selector):
+        fail(f"--selector {selector!r} is not a valid DNS label")
+    if algorithm not in ("rsa", "ed25519"):
+        fail("--algorithm must be rsa or ed25519")
+    if algorithm == "rsa" and not 1024 <= bits <= 4096:
+        fail("--bits must be between 1024 and 4096 (2048 recommended, RFC 8301)")
+    path = key_file or Path(f"{name}.{selector}.key")
+    if path.exists() and not force:
+        fail(f"{path} exists; use --force to replace it (the old key stops working)")
+    key = generate_key(name, selector, bits=bits, algorithm=algorithm)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key.private_pem)
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror}")
+    if as_json:
+        typer.echo(json.dumps({"name": key.name, "type": "TXT", "value": key.txt_value,
+                               "zone": key.zone_line(), "bits": key.bits,
+                               "key_file": str(path)}, indent=2))
+        return
+    err(f"private key written to {path}")
+    typer.echo(key.zone_line())
+    typer.echo(f"# web UI value (one line): {key.txt_value}")
