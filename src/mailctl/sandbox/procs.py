@@ -9,6 +9,7 @@ a recycled pid is never signalled.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -114,10 +115,8 @@ def wait_gone(procs: Iterable[Proc], timeout: float, poll: float = 0.02) -> list
 def signal_all(procs: Iterable[Proc], sig: signal.Signals) -> None:
     for p in procs:
         if alive(p):  # re-checked right before the signal: never a recycled pid
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(p.pid, sig)
-            except ProcessLookupError:
-                pass
 
 
 def stop_masters(

@@ -92,6 +92,21 @@ class SandboxStatus:
     def any_running(self) -> bool:
         return any(self.running.values())
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready; "running" is True only if every wanted daemon runs."""
+        return {
+            "running": self.up,
+            "daemons": {name: {"running": up, "pid": self.pids.get(name)}
+                        for name, up in self.running.items()},
+            "host": self.host,
+            "ports": dict(self.ports.items()) if self.ports else None,
+            "ca_file": str(self.ca_file) if self.ca_file else None,
+            "dms_dir": str(self.dms_dir) if self.dms_dir else None,
+            "state_dir": str(self.state_dir),
+            "postfix": self.postfix_enabled,
+            "postfix_disabled_reason": self.postfix_disabled_reason,
+        }
+
 
 def load_info(state_dir: Path) -> SandboxInfo | None:
     try:

@@ -1,0 +1,280 @@
+"""Turn docker-mailserver (dms) config files into the maps the sandbox daemons read.
+
+The sandbox is a stand-in for a dms container, so this mirrors what dms's
+start-up scripts generate (`helpers/accounts.sh`, `helpers/postfix.sh`,
+Dovecot 2.3 era) rather than inventing nicer semantics: a test that passes
+here should mean the same files work in dms.
+
+One deliberate dms fact worth knowing: a catch-all `@domain` key wins over a
+real account that has no `user@domain` key of its own (Postfix looks up
+`user@domain`, then `@domain`, and virtual aliases are resolved before
+mailbox delivery). `implicit_self_aliases=True` renders a self-entry for
+every account of a catch-all domain instead, for callers who want that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ACCOUNTS_FILE = "postfix-accounts.cf"
+VIRTUAL_FILE = "postfix-virtual.cf"
+QUOTAS_FILE = "dovecot-quotas.cf"
+DMS_FILES = (ACCOUNTS_FILE, VIRTUAL_FILE, QUOTAS_FILE)
+
+# What the daemons read, relative to the maps directory.
+DOVECOT_USERS = "dovecot-users"
+POSTFIX_DOMAINS = "postfix-vhost"
+POSTFIX_MAILBOXES = "postfix-vmailbox"
+POSTFIX_VIRTUAL = "postfix-virtual"
+
+_QUOTA_RE = re.compile(r"^([0-9]+(B|k|M|G|T)|0)$")
+# Postfix re-reads a table whose mtime is within ~1 s of "now" until it cools
+# down (util/dict.c dict_load_file_xt, 300 ms steps): backdate its maps.
+_POSTFIX_BACKDATE_S = 60
+
+
+class RenderError(ValueError):
+    """A dms file the sandbox (and dms) cannot make sense of."""
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    address: str
+    password_hash: str
+    extra: str = ""
+
+
+@dataclass(slots=True)
+class DmsConfig:
+    """Parsed dms files; addresses are lower-cased like dms and Postfix do."""
+
+    accounts: list[Account] = field(default_factory=list)
+    # key -> targets, in file order (Postfix keeps the first of duplicate keys)
+    virtual: dict[str, list[str]] = field(default_factory=dict)
+    quotas: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def domains(self) -> list[str]:
+        """Every domain dms puts in `vhost`: of accounts and of virtual keys with an `@`."""
+        found = {a.address.split("@", 1)[1] for a in self.accounts}
+        found.update(k.split("@", 1)[1] for k in self.virtual if "@" in k)
+        return sorted(d for d in found if d)
+
+
+@dataclass(frozen=True, slots=True)
+class RenderResult:
+    digest: str  # of the dms inputs: equal digests mean nothing to reload
+    changed: tuple[str, ...]  # map files that were rewritten
+    accounts: int
+    domains: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+def read_dms(dms_dir: Path) -> dict[str, bytes | None]:
+    """The raw files, read once, so the digest and the parse see the same bytes."""
+    out: dict[str, bytes | None] = {}
+    for name in DMS_FILES:
+        try:
+            out[name] = (dms_dir / name).read_bytes()
+        except FileNotFoundError:
+            out[name] = None
+    return out
+
+
+def dms_digest(raw: dict[str, bytes | None]) -> str:
+    h = hashlib.sha256()
+    for name in DMS_FILES:
+        data = raw.get(name)
+        h.update(name.encode() + b"\0")
+        h.update(hashlib.sha256(data).digest() if data is not None else b"-")
+    return h.hexdigest()
+
+
+def _lines(name: str, data: bytes | None) -> Iterable[tuple[int, str]]:
+    if data is None:
+        return
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RenderError(f"{name}: not UTF-8 ({exc.reason})") from None
+    for number, raw in enumerate(text.splitlines(), start=1):  # CRLF tolerated
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            yield number, line
+
+
+def _check_address(where: str, address: str) -> str:
+    local, at, domain = address.partition("@")
+    if not at or not local or not domain or "@" in domain:
+        raise RenderError(f"{where}: {address!r} is not a user@domain address")
+    if any(c in address for c in ":| \t"):
+        raise RenderError(f"{where}: {address!r} contains a character dms cannot store")
+    return address.lower()
+
+
+def parse_dms(raw: dict[str, bytes | None]) -> DmsConfig:
+    cfg = DmsConfig()
+    seen: set[str] = set()
+    for number, line in _lines(ACCOUNTS_FILE, raw.get(ACCOUNTS_FILE)):
+        where = f"{ACCOUNTS_FILE}:{number}"
+        parts = line.split("|", 2)
+        if len(parts) < 2 or not parts[1].strip():
+            raise RenderError(f"{where}: expected user@domain|{{SCHEME}}hash[|extra fields]")
+        address = _check_address(where, parts[0].strip())
+        password = parts[1].strip()
+        extra = parts[2].strip() if len(parts) == 3 else ""
+        if ":" in password or "\n" in extra:
+            raise RenderError(f"{where}: the password hash must not contain ':'")
+        if address in seen:
+            cfg.warnings.append(f"{where}: duplicate account {address} ignored (dms skips it too)")
+            continue
+        seen.add(address)
+        cfg.accounts.append(Account(address, password, extra))
+
+    for number, line in _lines(VIRTUAL_FILE, raw.get(VIRTUAL_FILE)):
+        where = f"{VIRTUAL_FILE}:{number}"
+        key, _, rest = line.replace("\t", " ").partition(" ")
+        targets = [t.strip() for t in rest.split(",")]
+        targets = [t for t in targets if t]
+        if not targets:
+            raise RenderError(f"{where}: expected 'alias@domain target[,target...]'")
+        if any(" " in t for t in targets):
+            raise RenderError(f"{where}: targets must be separated by commas, not spaces")
+        key = key.strip().lower()
+        if key in cfg.virtual:
+            cfg.warnings.append(f"{where}: duplicate key {key}; Postfix uses the first one")
+            continue
+        cfg.virtual[key] = targets
+
+    for number, line in _lines(QUOTAS_FILE, raw.get(QUOTAS_FILE)):
+        where = f"{QUOTAS_FILE}:{number}"
+        address, sep, size = line.rpartition(":")
+        size = size.strip()
+        if not sep or not _QUOTA_RE.match(size):
+            raise RenderError(f"{where}: expected user@domain:SIZE with SIZE like 0, 500M or 5G")
+        address = _check_address(where, address.strip())
+        if address not in seen:
+            cfg.warnings.append(f"{where}: quota for {address}, which is not an account; ignored")
+            continue
+        cfg.quotas[address] = size
+    return cfg
+
+
+
+def dovecot_users(cfg: DmsConfig) -> str:
+    """passwd-file lines; uid, gid and home come from the userdb's default_fields."""
+    out = []
+    for acct in cfg.accounts:
+        extra = acct.extra
+        size = cfg.quotas.get(acct.address, "0")
+        if size != "0":  # same attribute dms writes for Dovecot 2.3
+            extra = f"{extra} userdb_quota_rule=*:bytes={size}".strip()
+        out.append(f"{acct.address}:{acct.password_hash}::::::{extra}\n")
+    return "".join(out)
+
+
+def postfix_maps(cfg: DmsConfig, implicit_self_aliases: bool = False) -> dict[str, str]:
+    accounts = [a.address for a in cfg.accounts]
+    virtual = dict(cfg.virtual)
+    if implicit_self_aliases:
+        catch_all = {k[1:] for k in virtual if k.startswith("@")}
+        for address in accounts:
+            if address.split("@", 1)[1] in catch_all and address not in virtual:
+                virtual[address] = [address]
+    mailboxes = "".join(
+        f"{a} {a.split('@', 1)[1]}/{a.split('@', 1)[0]}/\n" for a in accounts
+    )
+    return {
+        POSTFIX_DOMAINS: "".join(f"{d} OK\n" for d in cfg.domains()),
+        POSTFIX_MAILBOXES: mailboxes,
+        POSTFIX_VIRTUAL: "".join(f"{k} {','.join(v)}\n" for k, v in virtual.items()),
+    }
+
+
+def write_atomic(
+    path: Path, data: str, mode: int = 0o644, mtime: float | None = None, gid: int = -1
+) -> bool:
+    """Replace `path` so a daemon never reads a half-written file; False if unchanged.
+
+    `mtime` lets callers backdate (Postfix) or force a visible change (Dovecot).
+    """
+    raw = data.encode("utf-8")
+    try:
+        if path.read_bytes() == raw:
+            return False
+    except FileNotFoundError:
+        pass
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        if gid != -1:
+            os.chown(tmp, -1, gid)
+        if mtime is not None:
+            os.utime(tmp, (mtime, mtime))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return True
+
+
+def _dovecot_mtime(path: Path) -> float:
+    """An mtime whose whole seconds differ from the old file's.
+
+    Dovecot's passwd-file notices a change only through st_mtime seconds or
+    st_size (db-passwd-file.c passwd_file_sync), and a new password hash has
+    the same length as the old one.
+    """
+    now = time.time()
+    try:
+        old = int(path.stat().st_mtime)
+    except FileNotFoundError:
+        return now
+    return float(old + 1) if old >= int(now) else now
+
+
+def render(
+    dms_dir: Path,
+    maps_dir: Path,
+    *,
+    implicit_self_aliases: bool = False,
+    users_gid: int = -1,
+) -> RenderResult:
+    """Render all maps from `dms_dir` into `maps_dir`; only changed files are replaced."""
+    raw = read_dms(dms_dir)
+    cfg = parse_dms(raw)
+    maps_dir.mkdir(parents=True, exist_ok=True)
+    changed = []
+    users = dovecot_users(cfg)
+    users_path = maps_dir / DOVECOT_USERS
+    mode = 0o640 if users_gid != -1 else 0o600
+    mtime = _dovecot_mtime(users_path)
+    if write_atomic(users_path, users, mode=mode, mtime=mtime, gid=users_gid):
+        changed.append(DOVECOT_USERS)
+    backdated = time.time() - _POSTFIX_BACKDATE_S
+    for name, text in postfix_maps(cfg, implicit_self_aliases).items():
+        if write_atomic(maps_dir / name, text, mtime=backdated):
+            changed.append(name)
+    return RenderResult(
+        digest=dms_digest(raw),
+        changed=tuple(changed),
+        accounts=len(cfg.accounts),
+        domains=tuple(cfg.domains()),
+        warnings=tuple(cfg.warnings),
+    )
