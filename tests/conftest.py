@@ -1,3 +1,3 @@
 """Project-wide pytest plugins."""
 
-pytest_plugins = ["tests.fixtures.mailstack"]
+pytest_plugins = ["tests.fixtures.mailstack", "tests.fixtures.dnsserver"]

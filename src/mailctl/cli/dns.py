@@ -85,11 +85,34 @@ def spec_from_options(domain: str, profile: str | None = None, relays: list[str]
 def resolve_spec(domain: str, config_path: Path | None, **opts: Any) -> DomainDnsSpec:
     """The spec for `domain`: from the config file when one is given, else from options."""
     if config_path is None:
-        return spec_from_options(domain, **opts)
-    if config_domain_spec is None:
-        fail("reading DNS settings from a config file is not available in this build; "
-             "use --profile/--relay/--selector")
-    return config_domain_spec(domain, config_path)
+        from mailctl.config.load import default_path
+
+        implicit = default_path()
+        given = any(v for k, v in opts.items() if k not in ("profile_dirs",))
+        if given or not implicit.exists():
+            return spec_from_options(domain, **opts)
+        config_path = implicit
+    hook = config_domain_spec or spec_from_config
+    return hook(domain, config_path)
+
+
+def spec_from_config(domain: str, config_path: Path) -> DomainDnsSpec:
+    """The domain's provider type and `dns:` block from mailctl.yaml."""
+    from mailctl.cli.common import load
+    from mailctl.dns.settings import spec_from_settings
+    from mailctl.model import AddressError, normalise_domain
+
+    config = load(config_path)
+    try:
+        name = normalise_domain(domain)
+    except AddressError as exc:
+        fail(str(exc))
+    if name not in config.desired.domains:
+        fail(f"{name} is not declared in {config.path}; declare it or pass --profile")
+    raw = config.desired.raw_domain[name]
+    block = config.file.domains[raw]
+    ptype = config.providers[block.provider].type_name
+    return spec_from_settings(name, ptype, block.dns)
 
 
 def _console() -> Console:

@@ -1,12 +1,84 @@
-"""The `dns:` block of a domain in mailctl.yaml (placeholder; the DNS work extends it)."""
+"""The `dns:` block of a domain in mailctl.yaml.
+
+Only pydantic is imported here: the config loader validates every domain at
+start-up, and dnspython/cryptography must not load just to read a YAML file.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from mailctl.dns.records import DomainDnsSpec
+
+# Provider types of mailctl.yaml that have a profile of the same name.
+PROVIDER_PROFILES = {"dms": "dms", "migadu": "migadu", "mailcow": "mailcow", "mailu": "mailu",
+                     "stalwart": "stalwart"}
 
 
-class DnsSettings(BaseModel):
+class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+
+class DkimSettings(_Model):
+    selectors: list[str] = []  # override the provider profile's selectors
+    keys: dict[str, str] = {}  # selector -> public key (base64 p=), self-hosted
+    relay_selectors: dict[str, list[str]] = {}  # relay name -> selectors (e.g. SES tokens)
+
+
+class DmarcSettings(_Model):
+    policy: Literal["none", "quarantine", "reject"] | None = None
+    rua: list[str] = []
+    ruf: list[str] = []
+
+
+class MtaStsSettings(_Model):
+    mode: Literal["enforce", "testing", "none"] = "testing"
+    max_age: int = Field(default=604800, ge=0, le=31557600)
+
+
+class DnsSettings(_Model):
     profile: str | None = None  # provider profile; default: derived from the provider type
     relays: list[str] = []
+    mx_hosts: list[str] = []  # self-hosted: the MX host names (default mail.<domain>)
+    spf_extra: list[str] = []  # extra SPF terms, e.g. "ip4:192.0.2.1"
+    spf_all: Literal["-all", "~all"] | None = None
+    dkim: DkimSettings = DkimSettings()
+    dmarc: DmarcSettings = DmarcSettings()
+    mta_sts: MtaStsSettings | None = None  # absent: MTA-STS not managed
+    tls_rpt_rua: list[str] = []
+    params: dict[str, str] = {}  # profile parameters, e.g. {verify: <code>}
+    ttl: int = Field(default=3600, ge=60)
+    profile_dirs: list[Path] = []  # extra profile directories, searched first
+
+
+def spec_from_settings(domain: str, provider_type: str | None,
+                       settings: DnsSettings | None) -> DomainDnsSpec:
+    """The spec for `domain`: its `dns:` block, defaulting the profile to the provider type."""
+    from mailctl.dns.records import DomainDnsSpec
+
+    s = settings or DnsSettings()
+    profile = s.profile or PROVIDER_PROFILES.get(provider_type or "", provider_type or "dms")
+    return DomainDnsSpec(
+        domain=domain.lower().rstrip("."),
+        profile=profile,
+        relays=tuple(s.relays),
+        dkim_selectors=tuple(s.dkim.selectors),
+        relay_selectors={k: tuple(v) for k, v in s.dkim.relay_selectors.items()},
+        dkim_keys=dict(s.dkim.keys),
+        params=dict(s.params),
+        mx_hosts=tuple(h.lower().rstrip(".") for h in s.mx_hosts),
+        spf_extra=tuple(s.spf_extra),
+        spf_all=s.spf_all,
+        dmarc_policy=s.dmarc.policy,
+        dmarc_rua=tuple(s.dmarc.rua),
+        dmarc_ruf=tuple(s.dmarc.ruf),
+        mta_sts_mode=s.mta_sts.mode if s.mta_sts else None,
+        mta_sts_max_age=s.mta_sts.max_age if s.mta_sts else 604800,
+        tls_rpt_rua=tuple(s.tls_rpt_rua),
+        ttl=s.ttl,
+        profile_dirs=tuple(s.profile_dirs),
+    )
