@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+
 import typer
 
 from mailctl import __version__
-from mailctl.cli import provision, sandbox
+from mailctl.cli import dns, provision, sandbox
 from mailctl.cli.common import USAGE
 
 app = typer.Typer(
@@ -54,13 +56,18 @@ def _logging(verbosity: int) -> None:
 provision.register(app)
 app.add_typer(sandbox.app, name="sandbox", help="A real Dovecot + Postfix on loopback.")
 
-try:  # the DNS commands are optional until that capability lands
-    from mailctl.cli import dns as _dns
+app.add_typer(dns.app, name="dns", help="The records a mail domain needs, checked live.")
+app.add_typer(dns.dkim_app, name="dkim", help="DKIM keys for self-hosted domains.")
 
-    app.add_typer(_dns.app, name="dns", help="The records a mail domain needs, checked live.")
-    app.add_typer(_dns.dkim_app, name="dkim", help="DKIM keys for self-hosted domains.")
-except ImportError:  # pragma: no cover
-    pass
+# Capabilities that add commands register themselves: each module has `register(app)`.
+for _name in ("accounts", "sync", "probe"):
+    try:
+        _mod = importlib.import_module(f"mailctl.cli.{_name}")
+    except ModuleNotFoundError as _exc:  # not built yet
+        if _exc.name != f"mailctl.cli.{_name}":
+            raise
+        continue
+    _mod.register(app)
 
 
 def run() -> int:

@@ -12,7 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mailctl.accounts.settings import AccountsSettings
 from mailctl.dns.settings import DnsSettings
+from mailctl.probe.settings import ProbeSettings
 
 
 class Strict(BaseModel):
@@ -116,3 +118,5 @@ class ConfigFile(Strict):
     providers: dict[str, ProviderConfig] = {}
     domains: dict[str, DomainConfig] = {}
     safety: Safety = Safety()
+    accounts: AccountsSettings | None = None
+    probe: ProbeSettings | None = None

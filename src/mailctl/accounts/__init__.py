@@ -1,0 +1,1 @@
+"""Temporary accounts: invite tokens, QR codes, on-scan creation, expiry and pruning."""

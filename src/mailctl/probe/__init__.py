@@ -1,0 +1,1 @@
+"""Monitoring: an end-to-end mail roundtrip probe, metrics and alert rules."""
