@@ -35,8 +35,7 @@ def _root(
     ),
 ) -> None:
     """mailctl — mail domains as code."""
-    if verbose:
-        _logging(verbose)
+    _logging(verbose)
 
 
 def _logging(verbosity: int) -> None:
@@ -47,10 +46,21 @@ def _logging(verbosity: int) -> None:
 
     handler = logging.StreamHandler()
     handler.addFilter(ScrubFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if verbosity:
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    else:
+        fmt = "%(levelname_lower)s: %(message)s"
+        handler.addFilter(_lower_level)
+    handler.setFormatter(logging.Formatter(fmt))
     root = logging.getLogger("mailctl")
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+    root.handlers[:] = [handler]
+    root.propagate = False
+    root.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))
+
+
+def _lower_level(record: object) -> bool:
+    record.levelname_lower = record.levelname.lower()  # type: ignore[attr-defined]
+    return True
 
 
 provision.register(app)

@@ -18,7 +18,8 @@ app = typer.Typer(no_args_is_help=True)
 StateOpt = Annotated[
     Path | None,
     typer.Option("--state-dir", help="where the daemons' config, mail and logs live "
-                 "[default: .mailctl/sandbox beside the config]", show_default=False),
+                 "[default: /var/tmp/mailctl-sandbox-UID-HASH, one per dms folder]",
+                 show_default=False),
 ]
 DmsOpt = Annotated[
     Path | None,
@@ -49,14 +50,20 @@ def _sandbox(file: Path | None, state_dir: Path | None, dms_dir: Path | None,
             fail(f"{path} declares no provider of type dms for the sandbox to serve")
         prov = config.provider(names[0])
         dms_dir = prov.directory  # type: ignore[attr-defined]
-        base = path.resolve().parent
-    else:
-        base = Path.cwd()
     assert dms_dir is not None
     dms_dir = dms_dir.resolve()
     dms_dir.mkdir(parents=True, exist_ok=True)
-    state = (state_dir or base / ".mailctl" / "sandbox").resolve()
-    return Sandbox(state, dms_dir)
+    if state_dir is None:
+        # Outside $HOME (root's is 0700, the daemons could not enter it), one per
+        # served folder so two configs get two sandboxes.
+        import hashlib
+
+        from mailctl.sandbox import default_state_dir
+
+        tag = hashlib.sha256(str(dms_dir).encode()).hexdigest()[:8]
+        default = default_state_dir()
+        state_dir = default.with_name(f"{default.name}-{tag}")
+    return Sandbox(state_dir.resolve(), dms_dir)
 
 
 @app.command()

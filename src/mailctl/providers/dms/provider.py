@@ -9,7 +9,6 @@ new files up; point it at a `mailctl sandbox` folder and the sandbox reloads.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -292,7 +291,12 @@ class DmsProvider(Provider):
     def _notify(directory: Path) -> None:
         if not (directory / ".mailctl-sandbox").exists():
             return
-        with contextlib.suppress(ImportError):
-            from mailctl.sandbox.stack import notify_change
+        from mailctl.sandbox import SandboxError, notify_change
 
-            notify_change(directory)
+        try:
+            if notify_change(directory):
+                log.info("sandbox serving %s reloaded", directory)
+        except SandboxError as exc:
+            # The files are written and valid for docker-mailserver; only the local
+            # sandbox could not take them. Say so without failing the apply.
+            log.warning("the sandbox serving %s did not reload: %s", directory, exc)
