@@ -39,7 +39,7 @@ $(BIN)/.installed: pyproject.toml
 	@touch $@
 
 lint: venv
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench examples
 
 typecheck: venv
 	$(BIN)/mypy
@@ -53,10 +53,12 @@ demo: deps
 	$(BIN)/mailctl validate -f $(EXAMPLE)
 	$(BIN)/mailctl sandbox up -f $(EXAMPLE)
 	$(BIN)/mailctl plan -f $(EXAMPLE)
+	@mkdir -p -m 700 examples/.mailctl
 	$(BIN)/mailctl apply -f $(EXAMPLE) --secrets-out examples/.mailctl/secrets.tsv
 	$(BIN)/mailctl apply -f $(EXAMPLE)
 	$(BIN)/mailctl status -f $(EXAMPLE)
 	$(BIN)/python examples/smoke.py -f $(EXAMPLE) --secrets examples/.mailctl/secrets.tsv
+	@echo "The sandbox keeps running: make demo-down (or mailctl sandbox down -f $(EXAMPLE)) stops it."
 
 demo-down: venv
 	$(BIN)/mailctl sandbox down -f $(EXAMPLE)

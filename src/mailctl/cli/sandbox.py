@@ -34,7 +34,7 @@ ProviderOpt = Annotated[
 def _sandbox(file: Path | None, state_dir: Path | None, dms_dir: Path | None,
              provider: str | None) -> Sandbox:
     from mailctl.config.load import default_path
-    from mailctl.sandbox.stack import Sandbox
+    from mailctl.sandbox import for_folder
 
     path = file or default_path()
     if dms_dir is None:
@@ -53,17 +53,7 @@ def _sandbox(file: Path | None, state_dir: Path | None, dms_dir: Path | None,
     assert dms_dir is not None
     dms_dir = dms_dir.resolve()
     dms_dir.mkdir(parents=True, exist_ok=True)
-    if state_dir is None:
-        # Outside $HOME (root's is 0700, the daemons could not enter it), one per
-        # served folder so two configs get two sandboxes.
-        import hashlib
-
-        from mailctl.sandbox import default_state_dir
-
-        tag = hashlib.sha256(str(dms_dir).encode()).hexdigest()[:8]
-        default = default_state_dir()
-        state_dir = default.with_name(f"{default.name}-{tag}")
-    return Sandbox(state_dir.resolve(), dms_dir)
+    return for_folder(dms_dir, state_dir)
 
 
 @app.command()
@@ -110,8 +100,24 @@ def _show(sb: Sandbox, as_json: bool) -> bool:
     st = sb.status()
     data = st.as_dict()
     if as_json:
-        print(json.dumps(data, indent=2))
-    else:
-        for key, value in data.items():
-            print(f"{key:<14} {value}")
+        print(json.dumps(data, indent=2, default=str))
+        return bool(data.get("running"))
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"sandbox serving {data.get('dms_dir')}")
+    for col in ("daemon", "state", "pid", "ports"):
+        table.add_column(col)
+    ports = data.get("ports") or {}
+    served = {"dovecot": ("imap", "imaps", "lmtp"), "postfix": ("smtp", "submission")}
+    for name, d in (data.get("daemons") or {}).items():
+        where = ", ".join(f"{p} {data.get('host')}:{ports[p]}" for p in served.get(name, ())
+                          if p in ports)
+        table.add_row(name, "[green]running[/]" if d.get("running") else "[red]stopped[/]",
+                      str(d.get("pid") or "-"), where)
+    console = Console()
+    console.print(table)
+    if not data.get("postfix"):
+        console.print(f"postfix: off ({data.get('postfix_disabled_reason')})")
+    console.print(f"TLS CA: {data.get('ca_file')}   state: {data.get('state_dir')}")
     return bool(data.get("running"))

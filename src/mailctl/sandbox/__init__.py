@@ -5,7 +5,13 @@ are built on this. Importing it is cheap: the dms provider calls
 `notify_change()` after every write.
 """
 
-from mailctl.sandbox.stack import DEFAULT_HOST, Sandbox, default_state_dir, notify_change
+from mailctl.sandbox.stack import (
+    DEFAULT_HOST,
+    Sandbox,
+    default_state_dir,
+    for_folder,
+    notify_change,
+)
 from mailctl.sandbox.state import DEFAULT_PORTS, Ports, SandboxError, SandboxInfo, SandboxStatus
 
 __all__ = [
@@ -17,5 +23,6 @@ __all__ = [
     "SandboxInfo",
     "SandboxStatus",
     "default_state_dir",
+    "for_folder",
     "notify_change",
 ]
