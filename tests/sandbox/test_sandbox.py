@@ -373,6 +373,12 @@ def test_unprivileged_user_gets_dovecot_only(tmp_path: Path) -> None:
     try:
         (base / "dms").mkdir()
         write_dms(base / "dms", accounts={"nina@solo.test": "pw"})
+        # The checkout may sit below a directory `nobody` cannot enter (a 0700
+        # mktemp dir in CI): give the child its own copy of the (stdlib-only) package.
+        import mailctl
+
+        shutil.copytree(Path(mailctl.__file__).parent, base / "src" / "mailctl",
+                        ignore=shutil.ignore_patterns("__pycache__"))
         os.chmod(base, 0o755)
         shutil.chown(base, "nobody")
         for p in base.rglob("*"):
@@ -382,7 +388,8 @@ def test_unprivileged_user_gets_dovecot_only(tmp_path: Path) -> None:
         proc = subprocess.run(
             ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
              sys.executable, "-c", script],
-            capture_output=True, text=True, timeout=60, cwd="/", check=False)
+            capture_output=True, text=True, timeout=60, cwd="/", check=False,
+            env={**os.environ, "PYTHONPATH": str(base / "src")})
         assert proc.returncode == 0, proc.stderr
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         assert result == {"postfix": False, "reason_mentions_root": True, "login": True,
