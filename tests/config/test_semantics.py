@@ -69,3 +69,15 @@ def test_quota_units_and_domain_default(tmp_path: Path) -> None:
     quotas = (tmp_path / "dms" / "dovecot-quotas.cf").read_text().splitlines()
     assert quotas == ["a@q.test:512M", "b@q.test:2G"]  # 0 = unlimited = no line
     assert run_cli("plan", "--reconcile", "--detailed-exitcode", cwd=tmp_path).code == 0
+
+
+def test_yaml_12_scalars_keep_mailbox_names_as_typed(tmp_path: Path) -> None:
+    """`no`, `on`, `y` and `007` are mailbox names, not booleans or numbers."""
+    (tmp_path / "dms").mkdir()
+    names = ["no", "on", "off", "y", "yes", "007", "1e3"]
+    boxes = "".join(f"      - local_part: {n}\n" for n in names)
+    write_config(tmp_path, HEAD + "  n.test:\n    provider: local\n    mailboxes:\n" + boxes)
+    r = run_cli("plan", "--json", cwd=tmp_path)
+    assert r.code == 0, r.err
+    got = sorted(c["address"].split("@")[0] for c in json.loads(r.out)["changes"])
+    assert got == sorted(names)

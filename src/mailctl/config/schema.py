@@ -61,8 +61,10 @@ class MailboxConfig(Strict):
     password: str | None = None  # a secret reference or a {SCHEME} hash
     password_policy: PasswordPolicy | None = None
     quota: int | None = None
-    aliases: list[str] = []
-    forwards: list[str] = []
+    # Tuples, not lists: pydantic deep-copies a mutable default for every one of
+    # 10,000 mailboxes (a third of a no-change plan's time, measured).
+    aliases: tuple[str, ...] = ()
+    forwards: tuple[str, ...] = ()
     forward_only: bool = False
     spam: Spam | None = None
 
@@ -76,7 +78,7 @@ class MailboxConfig(Strict):
 class AliasConfig(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
     local_part: str
-    destinations: list[str] = Field(min_length=1)
+    destinations: tuple[str, ...] = Field(min_length=1)
 
 
 

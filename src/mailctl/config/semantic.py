@@ -175,7 +175,9 @@ class _DomainBuilder:
             state.aliases[key] = Alias(key, self._destinations(dc.catch_all, name, cp))
             self.desired.where[key] = cp
 
-    def _destinations(self, raw: list[str], domain: str, path: Path_) -> tuple[str, ...]:
+    def _destinations(
+        self, raw: list[str] | tuple[str, ...], domain: str, path: Path_
+    ) -> tuple[str, ...]:
         out: list[str] = []
         for j, d in enumerate(raw):
             a = self._addr(d, domain, (*path, j), "destination")
