@@ -8,6 +8,7 @@ format `setup email add`, `setup alias add` and `setup quota set` write.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,50 +118,58 @@ def _skip(raw: str) -> bool:
     return not s or s.startswith("#")
 
 
-def parse_accounts(path: Path) -> CfFile:
-    f = CfFile(ACCOUNTS)
+def _parse(path: Path, name: str, entry: Callable[[str], Line | None]) -> CfFile:
+    """Every line is kept; those `entry` understands are also indexed by key.
+
+    A key seen twice keeps its first line indexed (the one Postfix and Dovecot
+    use) and the second verbatim, so nothing the user wrote is lost."""
+    f = CfFile(name)
     for raw in _read(path):
-        line = Line(raw)
-        if not _skip(raw):
-            parts = raw.strip().split("|", 2)
-            key = _norm(parts[0]) if len(parts) >= 2 else None
-            if key and not key.startswith("@") and key not in f.index:
-                line.key, line.value = key, parts[1]
-                line.extra = parts[2] if len(parts) == 3 else ""
-                f.index[key] = len(f.lines)
+        line = None if _skip(raw) else entry(raw)
+        if line is None or line.key is None or line.key in f.index:
+            f.lines.append(Line(raw))
+            continue
+        f.index[line.key] = len(f.lines)
         f.lines.append(line)
     return f
+
+
+def _account(raw: str) -> Line | None:
+    parts = raw.strip().split("|", 2)
+    key = _norm(parts[0]) if len(parts) >= 2 else None
+    if not key or key.startswith("@"):
+        return None
+    return Line(raw, key, parts[1], parts[2] if len(parts) == 3 else "")
+
+
+def _virtual(raw: str) -> Line | None:
+    parts = _WS.split(raw.strip(), maxsplit=1)
+    # Bare keys (`user`, valid in every domain) are kept but not managed.
+    key = _norm(parts[0]) if len(parts) == 2 and "@" in parts[0] else None
+    if not key:
+        return None
+    targets = [_norm(t) or t for t in _TARGET_SPLIT.split(parts[1]) if t]
+    return Line(raw, key, ",".join(targets))
+
+
+def _quota(raw: str) -> Line | None:
+    addr, sep, size = raw.strip().partition(":")
+    key = _norm(addr) if sep else None
+    if not key or parse_dms_size(size) is None:
+        return None
+    return Line(raw, key, size.strip())
+
+
+def parse_accounts(path: Path) -> CfFile:
+    return _parse(path, ACCOUNTS, _account)
 
 
 def parse_virtual(path: Path) -> CfFile:
-    f = CfFile(VIRTUAL)
-    for raw in _read(path):
-        line = Line(raw)
-        if not _skip(raw):
-            parts = _WS.split(raw.strip(), maxsplit=1)
-            # Bare keys (`user`, valid in every domain) are kept but not managed.
-            key = _norm(parts[0]) if len(parts) == 2 and "@" in parts[0] else None
-            if key and key not in f.index:
-                targets = [t for t in _TARGET_SPLIT.split(parts[1]) if t]
-                norm = [_norm(t) or t for t in targets]
-                line.key, line.value = key, ",".join(norm)
-                f.index[key] = len(f.lines)
-        f.lines.append(line)
-    return f
+    return _parse(path, VIRTUAL, _virtual)
 
 
 def parse_quotas(path: Path) -> CfFile:
-    f = CfFile(QUOTAS)
-    for raw in _read(path):
-        line = Line(raw)
-        if not _skip(raw):
-            addr, sep, size = raw.strip().partition(":")
-            key = _norm(addr) if sep else None
-            if key and parse_dms_size(size) is not None and key not in f.index:
-                line.key, line.value = key, size.strip()
-                f.index[key] = len(f.lines)
-        f.lines.append(line)
-    return f
+    return _parse(path, QUOTAS, _quota)
 
 
 def account_line(address: str, hashed: str, extra: str = "") -> Line:
