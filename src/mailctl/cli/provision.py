@@ -12,7 +12,6 @@ import typer
 
 from mailctl.cli.common import (
     CHANGES,
-    FAILED,
     OK,
     PROVIDER,
     REFUSED,
@@ -288,5 +287,3 @@ def _import_provider(
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
     return cls(name, parsed, Path.cwd()), {"type": name, **raw}
 
-
-__all__ = ["FAILED", "register"]

@@ -7,7 +7,6 @@ file is in view.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -15,31 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mailctl.accounts.settings import AccountsSettings
 from mailctl.dns.settings import DnsSettings
 from mailctl.probe.settings import ProbeSettings
+from mailctl.util.sizes import parse_size
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(i?B)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def parse_size(value: Any) -> int:
-    """Quotas in bytes. `2G`, `2GiB`, `500M`, `0` (= unlimited) or an integer of bytes.
-
-    Units are binary (as docker-mailserver and Dovecot read them)."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size like 2G, 500M or 0")
-    if isinstance(value, int):
-        if value < 0:
-            raise ValueError("a size cannot be negative")
-        return value
-    if isinstance(value, str):
-        m = _SIZE_RE.match(value)
-        if m:
-            return int(m.group(1)) * _UNITS[m.group(2).upper()]
-    raise ValueError(f"expected a size like 2G, 500M or 0, got {value!r}")
 
 
 class PasswordPolicy(Strict):

@@ -12,9 +12,9 @@ def _short(address: str, domain: str) -> str:
 
 
 def _size(n: int) -> str | int:
-    from mailctl.providers.dms.files import format_dms_size
+    from mailctl.util.sizes import format_size
 
-    text = format_dms_size(n)
+    text = format_size(n)
     return text if not text.endswith("B") else n
 
 

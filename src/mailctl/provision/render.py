@@ -21,9 +21,9 @@ _COLORS = {Action.CREATE: "32", Action.UPDATE: "33", Action.DELETE: "31"}
 
 def _fmt(value: Any, key: str = "") -> str:
     if key == "quota" and isinstance(value, int):
-        from mailctl.providers.dms.files import format_dms_size
+        from mailctl.util.sizes import format_size
 
-        return format_dms_size(value) if value else "unlimited"
+        return format_size(value) if value else "unlimited"
     if isinstance(value, list):
         return ", ".join(map(str, value)) if value else "(none)"
     if value is None:

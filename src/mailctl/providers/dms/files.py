@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailctl.model import AddressError, normalise_address
+from mailctl.util.sizes import format_size
 
 ACCOUNTS = "postfix-accounts.cf"
 VIRTUAL = "postfix-virtual.cf"
@@ -33,13 +34,7 @@ def parse_dms_size(text: str) -> int | None:
     return int(m.group(1)) * _MULT[m.group(2)] if m else None
 
 
-def format_dms_size(size: int) -> str:
-    if size == 0:
-        return "0"
-    for unit in ("T", "G", "M", "k"):
-        if size % _MULT[unit] == 0:
-            return f"{size // _MULT[unit]}{unit}"
-    return f"{size}B"
+format_dms_size = format_size  # docker-mailserver writes the short binary form
 
 
 def _norm(key: str) -> str | None:
