@@ -8,7 +8,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := postfix dovecot-imapd dovecot-lmtpd swaks openssl ca-certificates \
-                knot knot-dnsutils unbound prometheus
+                knot knot-dnsutils unbound prometheus postgresql zbar-tools librsvg2-bin
 EXAMPLE := examples/mailctl.yaml
 
 .PHONY: deps apt venv test lint typecheck pytest demo demo-down bench clean
@@ -27,7 +27,7 @@ apt:
 	  apt-get update -qq -o DPkg::Lock::Timeout=600 && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
 	    --no-install-recommends $$missing >/dev/null; \
-	  for s in knot unbound prometheus prometheus-node-exporter; do systemctl disable --now $$s >/dev/null 2>&1 || true; done; \
+	  for s in knot unbound prometheus prometheus-node-exporter postgresql; do systemctl disable --now $$s >/dev/null 2>&1 || true; done; \
 	fi
 
 venv: $(BIN)/.installed

@@ -1,3 +1,7 @@
 """Project-wide pytest plugins."""
 
-pytest_plugins = ["tests.fixtures.mailstack", "tests.fixtures.dnsserver"]
+pytest_plugins = [
+    "tests.fixtures.mailstack",
+    "tests.fixtures.dnsserver",
+    "tests.fixtures.postgres",
+]

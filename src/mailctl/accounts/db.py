@@ -1,0 +1,134 @@
+"""Tables, engines and schema migration for the accounts store.
+
+SQLite gets WAL, a busy timeout and `BEGIN IMMEDIATE` so that a writer takes
+the lock when its (short) transaction starts instead of failing to upgrade a
+read lock halfway through. No transaction ever spans a provider call.
+Migrations are Alembic's; the common "already at head" case is checked with
+one query so that the CLI does not pay for importing Alembic on every run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    false,
+    text,
+)
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+HEAD = "0001"  # the newest migration in accounts/migrations/versions
+BUSY_TIMEOUT_MS = 15_000
+
+metadata = MetaData()
+
+tokens = Table(
+    "tokens", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    # Kept to print invite URLs and QR codes again; looked up by its hash.
+    Column("secret", String(128), nullable=False),
+    Column("secret_hash", String(64), nullable=False, unique=True),
+    Column("domain", String(253), nullable=False),
+    Column("prefix", String(32), nullable=False, server_default=""),
+    Column("expiry", String(16), nullable=False),
+    Column("maxuse", Integer, nullable=False),
+    # Slots taken: reserved or done. Only a failed creation gives one back.
+    Column("usecount", Integer, nullable=False, server_default="0"),
+    Column("valid_until", Integer, nullable=True),
+    Column("disabled", Boolean, nullable=False, server_default=false()),
+    Column("created", Integer, nullable=False),
+)
+
+accounts = Table(
+    "accounts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("address", String(320), nullable=False, unique=True),
+    Column("token_id", Integer, ForeignKey("tokens.id", ondelete="SET NULL"), nullable=True),
+    Column("token_name", String(64), nullable=True),
+    Column("provider", String(64), nullable=False),
+    Column("created", Integer, nullable=False),
+    Column("expires", Integer, nullable=True),
+    Column("state", String(16), nullable=False),  # pending | active
+    Index("ix_accounts_expires", "expires"),
+    Index("ix_accounts_token", "token_id"),
+    Index("ix_accounts_state", "state"),
+)
+
+
+def default_url(config_path: Path) -> str:
+    return f"sqlite:///{(config_path.parent / 'mailctl-accounts.db').resolve()}"
+
+
+def resolve_url(configured: str | None, config_path: Path) -> str:
+    """Config beats $MAILCTL_DB beats the default; relative SQLite paths are config-relative."""
+    url = configured or os.environ.get("MAILCTL_DB") or default_url(config_path)
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        rel = url[len("sqlite:///"):]
+        if rel and rel != ":memory:" and not rel.startswith("/"):
+            url = f"sqlite:///{(config_path.parent / rel).resolve()}"
+    return url
+
+
+def make_engine(url: str, pool_size: int = 8) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size * 4,
+                               connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 4,
+                         pool_pre_ping=True)
+
+
+def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
+            conn.rollback()
+    except (OperationalError, ProgrammingError):
+        return None
+    return str(row[0]) if row else None
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to HEAD; safe when several processes start at once."""
+    if current_revision(engine) == HEAD:
+        return
+    from alembic import command
+    from alembic.config import Config as AlembicConfig
+
+    with engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE serialises the migrators
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(7040423)"))
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", "mailctl.accounts:migrations")
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")

@@ -1,0 +1,1 @@
+"""Alembic migrations of the accounts store (run by `mailctl.accounts.db.migrate`)."""

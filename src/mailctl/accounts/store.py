@@ -1,0 +1,266 @@
+"""The accounts store: tokens, use counts and accounts, in short transactions.
+
+A redemption is reserve -> create at the provider -> activate (or release).
+`reserve` takes a slot with one conditional UPDATE (`usecount < maxuse`),
+which the database applies atomically whatever the number of processes, and
+inserts the account as `pending` in the same transaction. The provider is
+called with no transaction open. `release` gives the slot back only for a
+row that is still pending, so a repeated release cannot free two slots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from mailctl.accounts.db import accounts, make_engine, migrate, tokens
+from mailctl.accounts.errors import (
+    AddressTaken,
+    AlreadyExists,
+    NotFound,
+    StoreBusy,
+    TokenUnusable,
+)
+from mailctl.accounts.expiry import parse_expiry
+
+PENDING, ACTIVE = "pending", "active"
+TOKEN_FIELDS = frozenset({"domain", "prefix", "expiry", "maxuse", "valid_until", "disabled"})
+
+
+def secret_hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    id: int
+    name: str
+    secret: str
+    domain: str
+    prefix: str
+    expiry: str
+    maxuse: int
+    usecount: int
+    valid_until: int | None
+    disabled: bool
+    created: int
+
+    @property
+    def ttl(self) -> int | None:
+        return parse_expiry(self.expiry)
+
+    def unusable_reason(self, now: float) -> str | None:
+        if self.disabled:
+            return f"token {self.name} is disabled"
+        if self.valid_until is not None and self.valid_until <= now:
+            return f"token {self.name} is no longer valid"
+        if self.usecount >= self.maxuse:
+            return f"token {self.name} is used up ({self.maxuse} of {self.maxuse} accounts)"
+        return None
+
+    def __repr__(self) -> str:  # the secret stays out of tracebacks and logs
+        return f"Token(name={self.name!r}, domain={self.domain!r}, uses={self.usecount}/" \
+               f"{self.maxuse})"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    address: str
+    token_id: int | None
+    token_name: str | None
+    provider: str
+    created: int
+    expires: int | None
+    state: str
+
+
+def _token(row: Any) -> Token:
+    m = row._mapping
+    return Token(m["id"], m["name"], m["secret"], m["domain"], m["prefix"], m["expiry"],
+                 m["maxuse"], m["usecount"], m["valid_until"], bool(m["disabled"]),
+                 m["created"])
+
+
+def _account(row: Any) -> Account:
+    m = row._mapping
+    return Account(m["id"], m["address"], m["token_id"], m["token_name"], m["provider"],
+                   m["created"], m["expires"], m["state"])
+
+
+class Store:
+    def __init__(self, url: str, pool_size: int = 8) -> None:
+        self.url = url
+        self.engine = make_engine(url, pool_size)
+        migrate(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreBusy("the accounts store is busy; try again shortly") from None
+            raise
+
+    # -- tokens ------------------------------------------------------------------
+
+    def add_token(self, name: str, secret: str, domain: str, prefix: str, expiry: str,
+                  maxuse: int, valid_until: int | None = None, usecount: int = 0,
+                  disabled: bool = False) -> Token:
+        try:
+            with self._tx() as c:
+                c.execute(insert(tokens).values(
+                    name=name, secret=secret, secret_hash=secret_hash(secret), domain=domain,
+                    prefix=prefix, expiry=expiry, maxuse=maxuse, usecount=usecount,
+                    valid_until=valid_until, disabled=disabled, created=int(time.time())))
+        except IntegrityError:
+            raise AlreadyExists(f"a token named {name} (or with that secret) exists") from None
+        return self.token(name)
+
+    def token(self, name: str) -> Token:
+        with self.engine.connect() as c:
+            row = c.execute(select(tokens).where(tokens.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"no token named {name}")
+        return _token(row)
+
+    def tokens(self) -> list[Token]:
+        with self.engine.connect() as c:
+            return [_token(r) for r in c.execute(select(tokens).order_by(tokens.c.name))]
+
+    def find_secret(self, secret: str) -> Token | None:
+        """The token with this secret; the final comparison is in constant time."""
+        with self.engine.connect() as c:
+            row = c.execute(select(tokens).where(
+                tokens.c.secret_hash == secret_hash(secret))).first()
+        if row is None or not secrets.compare_digest(row.secret.encode(), secret.encode()):
+            return None
+        return _token(row)
+
+    def update_token(self, name: str, **fields: Any) -> Token:
+        """Change settings; the use count is not among them, so an edit never resets it."""
+        bad = set(fields) - TOKEN_FIELDS
+        if bad:
+            raise ValueError(f"cannot change {sorted(bad)}")
+        if fields:
+            with self._tx() as c:
+                r = c.execute(update(tokens).where(tokens.c.name == name).values(**fields))
+            if r.rowcount == 0:
+                raise NotFound(f"no token named {name}")
+        return self.token(name)
+
+    def delete_token(self, name: str) -> int:
+        """Delete; its accounts stay (they keep the token's name) until they expire."""
+        tok = self.token(name)
+        with self._tx() as c:
+            n = c.execute(update(accounts).where(accounts.c.token_id == tok.id)
+                          .values(token_id=None)).rowcount
+            c.execute(delete(tokens).where(tokens.c.id == tok.id))
+        return int(n)
+
+    # -- accounts ----------------------------------------------------------------
+
+    def reserve(self, address: str, provider: str, token: Token | None,
+                ttl: int | None, now: float | None = None) -> int:
+        """Take a slot of `token` (if any) and record `address` as pending; its row id."""
+        ts = int(now if now is not None else time.time())
+        try:
+            with self._tx() as c:
+                if token is not None:
+                    took = c.execute(update(tokens).where(and_(
+                        tokens.c.id == token.id,
+                        tokens.c.disabled == False,  # noqa: E712 - SQL expression
+                        tokens.c.usecount < tokens.c.maxuse,
+                        or_(tokens.c.valid_until.is_(None), tokens.c.valid_until > ts),
+                    )).values(usecount=tokens.c.usecount + 1)).rowcount
+                    if took != 1:
+                        raise self._why_unusable(c, token, ts)
+                r = c.execute(insert(accounts).values(
+                    address=address, token_id=token.id if token else None,
+                    token_name=token.name if token else None, provider=provider,
+                    created=ts, expires=ts + ttl if ttl is not None else None, state=PENDING))
+                return int(r.inserted_primary_key[0])  # type: ignore[index]
+        except IntegrityError:
+            raise AddressTaken(f"{address} already exists") from None
+
+    @staticmethod
+    def _why_unusable(c: Connection, token: Token, now: int) -> Exception:
+        row = c.execute(select(tokens).where(tokens.c.id == token.id)).first()
+        if row is None:
+            return TokenUnusable(f"token {token.name} was deleted")
+        return TokenUnusable(_token(row).unusable_reason(now) or "token is not usable")
+
+    def activate(self, account_id: int) -> None:
+        with self._tx() as c:
+            c.execute(update(accounts).where(accounts.c.id == account_id)
+                      .values(state=ACTIVE))
+
+    def release(self, account_id: int) -> bool:
+        """Undo a reservation: the row goes and its slot comes back (once)."""
+        with self._tx() as c:
+            row = c.execute(select(accounts.c.token_id).where(and_(
+                accounts.c.id == account_id, accounts.c.state == PENDING))).first()
+            if row is None:
+                return False
+            c.execute(delete(accounts).where(accounts.c.id == account_id))
+            if row.token_id is not None:
+                c.execute(update(tokens).where(tokens.c.id == row.token_id)
+                          .values(usecount=tokens.c.usecount - 1))
+        return True
+
+    def remove(self, account_id: int) -> None:
+        """Forget an account deleted at its provider (prune): its slot stays used."""
+        with self._tx() as c:
+            c.execute(delete(accounts).where(accounts.c.id == account_id))
+
+    def account(self, address: str) -> Account | None:
+        with self.engine.connect() as c:
+            row = c.execute(select(accounts).where(accounts.c.address == address)).first()
+        return _account(row) if row else None
+
+    def accounts(self, token_name: str | None = None) -> list[Account]:
+        q = select(accounts).order_by(accounts.c.created, accounts.c.address)
+        if token_name is not None:
+            q = q.where(accounts.c.token_name == token_name)
+        with self.engine.connect() as c:
+            return [_account(r) for r in c.execute(q)]
+
+    def expired(self, now: float) -> list[Account]:
+        q = select(accounts).where(and_(accounts.c.state == ACTIVE,
+                                        accounts.c.expires.is_not(None),
+                                        accounts.c.expires <= int(now)))
+        with self.engine.connect() as c:
+            return [_account(r) for r in c.execute(q.order_by(accounts.c.expires))]
+
+    def stale_pending(self, before: float) -> list[Account]:
+        q = select(accounts).where(and_(accounts.c.state == PENDING,
+                                        accounts.c.created <= int(before)))
+        with self.engine.connect() as c:
+            return [_account(r) for r in c.execute(q)]
+
+    def import_accounts(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert finished accounts (mailadm import); existing addresses are skipped."""
+        done = 0
+        for row in rows:
+            try:
+                with self._tx() as c:
+                    c.execute(insert(accounts).values(state=ACTIVE, **row))
+                done += 1
+            except AddressTaken:
+                continue
+            except IntegrityError:
+                continue
+        return done
