@@ -280,3 +280,32 @@ def test_log_lines_are_scrubbed_of_known_secrets() -> None:
         import pickle
 
         pickle.dumps(pw)
+
+
+def test_unmanaged_addresses_survive_prune(tmp_path: Path) -> None:
+    """Temporary accounts (or anything another tool owns) are never pruned."""
+    (tmp_path / "dms").mkdir()
+    (tmp_path / "dms" / "postfix-accounts.cf").write_text(
+        "tmp.x7k2q@chat.test|{SHA512-CRYPT}$6$abc$def\nold@chat.test|{SHA512-CRYPT}$6$abc$def\n")
+    write_config(tmp_path, """
+        providers:
+          local: {type: dms, path: ./dms}
+        domains:
+          chat.test:
+            provider: local
+            unmanaged: ["tmp.*"]
+            mailboxes:
+              - local_part: admin
+    """)
+    r = run_cli("apply", "--prune", "--yes", cwd=tmp_path)
+    assert r.code == 0, r.all
+    assert "- mailbox  old@chat.test" in r.out
+    assert "tmp.x7k2q" not in r.out
+    assert set(accounts(tmp_path)) == {"tmp.x7k2q@chat.test", "admin@chat.test"}
+    status = json.loads(run_cli("status", "--json", cwd=tmp_path).out)
+    assert status["in_sync"] is True
+    cfg = tmp_path / "mailctl.yaml"
+    cfg.write_text(cfg.read_text().replace("local_part: admin", "local_part: tmp.admin"))
+    r = run_cli("validate", cwd=tmp_path)
+    assert r.code == 1
+    assert "tmp.admin@chat.test is declared but matches `unmanaged`" in r.err

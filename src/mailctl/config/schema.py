@@ -68,6 +68,9 @@ class DomainConfig(Strict):
     mailboxes: list[MailboxConfig] = []
     aliases: list[AliasConfig] = []
     catch_all: list[str] | None = None
+    # Local-part globs (`tmp.*`) that plan/apply never create, update or delete:
+    # addresses another tool owns, e.g. mailctl's own temporary accounts.
+    unmanaged: tuple[str, ...] = ()
     dns: DnsSettings | None = None
 
     @field_validator("quota", mode="before")

@@ -35,6 +35,7 @@ class Desired:
     password_length: dict[str, int] = field(default_factory=dict)  # mailbox -> policy
     where: dict[str, Path_] = field(default_factory=dict)  # address/domain -> config path
     raw_domain: dict[str, str] = field(default_factory=dict)  # normalised -> as written
+    unmanaged: dict[str, tuple[str, ...]] = field(default_factory=dict)  # domain -> globs
 
 
 _FEATURES = {
@@ -102,6 +103,7 @@ class _DomainBuilder:
         self.desired.domains[name] = state
         self.desired.provider_of[name] = dc.provider
         self.desired.where[name] = base
+        self.desired.unmanaged[name] = tuple(p.lower() for p in dc.unmanaged)
         caps = cls.capabilities if cls else Capabilities()
         domain_len = dc.password_policy.length if dc.password_policy else 32
 
@@ -241,6 +243,7 @@ def build_desired(
                 or f"declare it under providers: (known: {', '.join(cfg.providers) or 'none'})",
             )
         builder.build(raw_name, dc, cls)
+    _check_unmanaged(desired, col)
     _check_destinations(desired, col, provider_classes)
     _check_loops(desired, col)
     return desired
@@ -271,6 +274,21 @@ def _check_destinations(
                         "declares no such mailbox or alias",
                         did_you_mean(dest, known) or f"declare {dest} as a mailbox or alias",
                     )
+
+
+def _check_unmanaged(desired: Desired, col: Collector) -> None:
+    """Declaring an address and calling it unmanaged at once is a contradiction."""
+    from mailctl.provision.plan import is_unmanaged
+
+    for name, state in desired.domains.items():
+        globs = desired.unmanaged.get(name, ())
+        if not globs:
+            continue
+        for addr in (*state.mailboxes, *state.aliases):
+            if is_unmanaged(addr, globs):
+                col.add(desired.where.get(addr, ("domains", desired.raw_domain[name])),
+                        f"{addr} is declared but matches `unmanaged` {list(globs)}",
+                        "remove the declaration or narrow the pattern")
 
 
 def _check_loops(desired: Desired, col: Collector) -> None:

@@ -43,7 +43,8 @@ def make_plan(
         pname = config.desired.provider_of[name]
         explicit = config.providers[pname].cls.capabilities.domains
         cur = actual[name]
-        changes = diff_domain(config.desired.domains[name], cur, pname, explicit)
+        changes = diff_domain(config.desired.domains[name], cur, pname, explicit,
+                              config.desired.unmanaged.get(name, ()))
         diffs.append((name, pname, cur.count(), changes))
     return Plan.build(diffs, reconcile=reconcile, prune=prune)
 
@@ -151,7 +152,8 @@ def status(config: Config, domains: Sequence[str] | None = None) -> list[dict[st
     for name in sorted(actual):
         desired = config.desired.domains[name]
         cur = actual[name]
-        changes = diff_domain(desired, cur, config.desired.provider_of[name])
+        changes = diff_domain(desired, cur, config.desired.provider_of[name],
+                              unmanaged=config.desired.unmanaged.get(name, ()))
         row: dict[str, Any] = {
             "domain": name,
             "provider": config.desired.provider_of[name],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from typing import Any
 
 from mailctl.model import DomainState, Kind
@@ -21,8 +22,17 @@ def _comparable(fields: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def is_unmanaged(address: str, globs: tuple[str, ...]) -> bool:
+    local = address.rpartition("@")[0]
+    return bool(local) and any(fnmatchcase(local, g) for g in globs)
+
+
 def diff_domain(
-    desired: DomainState, actual: DomainState, provider: str, explicit_domains: bool = False
+    desired: DomainState,
+    actual: DomainState,
+    provider: str,
+    explicit_domains: bool = False,
+    unmanaged: tuple[str, ...] = (),
 ) -> list[Change]:
     name = desired.name
     changes: list[Change] = []
@@ -45,7 +55,7 @@ def diff_domain(
                     Change(Action.UPDATE, kind, name, key, provider, obj, cur, diff)
                 )
         for key, cur in have.items():
-            if key not in want:
+            if key not in want and not (unmanaged and is_unmanaged(key, unmanaged)):
                 changes.append(Change(Action.DELETE, kind, name, key, provider, current=cur))
     return changes
 
