@@ -9,6 +9,10 @@ from mailctl.providers.base import Provider
 
 _REGISTRY: dict[str, str] = {
     "dms": "mailctl.providers.dms.provider:DmsProvider",
+    "mailcow": "mailctl.providers.mailcow:MailcowProvider",
+    "mailu": "mailctl.providers.mailu:MailuProvider",
+    "migadu": "mailctl.providers.migadu:MigaduProvider",
+    "stalwart": "mailctl.providers.stalwart:StalwartProvider",
 }
 
 

@@ -1,0 +1,28 @@
+"""The shared HTTP stack of the hosted providers (Migadu, mailcow, Mailu, Stalwart)."""
+
+from mailctl.providers.http.client import (
+    AmbiguousError,
+    HttpClient,
+    HttpSettings,
+    RateLimit,
+    TransportFailure,
+    decode,
+    provider_message,
+)
+from mailctl.providers.http.limiter import RateLimiter, state_path
+from mailctl.providers.http.provider import HttpProvider, MailObject, field_diff
+
+__all__ = [
+    "AmbiguousError",
+    "HttpClient",
+    "HttpProvider",
+    "HttpSettings",
+    "MailObject",
+    "RateLimit",
+    "RateLimiter",
+    "TransportFailure",
+    "decode",
+    "field_diff",
+    "provider_message",
+    "state_path",
+]

@@ -1,0 +1,246 @@
+"""What every hosted provider shares: credentials, phased concurrent apply, adoption.
+
+An apply runs in phases that follow the change order (domains, then
+mailboxes, then aliases and forwards; deletes afterwards in reverse), each
+phase concurrently within the client's concurrency and rate limit. When a
+failure says later calls cannot succeed either — bad credentials, a rate
+limit that persists, a server gone away — the apply stops starting new calls
+and reports the rest as not attempted, so the report is exact and a re-run
+finishes the job.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ClassVar
+
+from mailctl.model import Alias, Forward, Kind, Mailbox
+from mailctl.providers.base import ErrorKind, Provider, ProviderError
+from mailctl.providers.http.client import (
+    AmbiguousError,
+    HttpClient,
+    HttpSettings,
+    RateLimit,
+    TransportFailure,
+)
+from mailctl.provision.changes import Action, Change, Outcome, Status
+from mailctl.secret import Secret, scrub
+
+MailObject = Mailbox | Alias | Forward
+_STOPPING = (ErrorKind.AUTH, ErrorKind.RATE_LIMITED)
+
+
+def comparable(fields: dict[str, Any]) -> dict[str, Any]:
+    """Destinations are sets, as the planner compares them."""
+    out = dict(fields)
+    if "destinations" in out:
+        out["destinations"] = sorted(out["destinations"])
+    return out
+
+
+def field_diff(desired: MailObject, current: MailObject) -> dict[str, tuple[Any, Any]]:
+    want = comparable(desired.managed_fields())
+    have = comparable(current.managed_fields())
+    return {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
+
+
+def phases(changes: Sequence[Change]) -> list[list[int]]:
+    """Indexes of `changes` grouped into consecutive steps that may run concurrently."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, ch in enumerate(changes):
+        kind = ch.kind.order if ch.action is not Action.DELETE else -ch.kind.order
+        step = 1 if ch.action is Action.DELETE else 0
+        groups.setdefault((step, kind), []).append(i)
+    return [groups[k] for k in sorted(groups)]
+
+
+class HttpProvider(Provider):
+    """Base for REST providers; subclasses implement reads and one change at a time."""
+
+    label: ClassVar[str]
+    secret_field: ClassVar[str]
+    default_rate_limit: ClassVar[RateLimit | None] = None
+    auth_hint: ClassVar[str] = ""
+
+    def __init__(self, name: str, settings: Any, base_dir: Path) -> None:
+        super().__init__(name, settings, base_dir)
+        self._client: HttpClient | None = None
+        self._lock = threading.Lock()
+
+    # -- plumbing ----------------------------------------------------------------
+
+    @property
+    def hs(self) -> HttpSettings:
+        assert isinstance(self.settings, HttpSettings)
+        return self.settings
+
+    @property
+    def credential_ref(self) -> str:
+        return str(getattr(self.settings, self.secret_field))
+
+    def secret(self) -> Secret:
+        from mailctl.config.refs import RefError, Resolver
+
+        try:
+            return Resolver(self.base_dir).resolve(self.credential_ref)
+        except RefError as exc:
+            raise ProviderError(ErrorKind.AUTH, str(exc), provider=self.name,
+                                detail=exc.hint) from None
+
+    def rate_limit(self) -> RateLimit | None:
+        rl = self.hs.rate_limit or self.default_rate_limit
+        return rl if rl is not None and rl.enabled else None
+
+    @property
+    def http(self) -> HttpClient:
+        with self._lock:
+            if self._client is None:
+                self._client = self.make_client()
+            return self._client
+
+    @abstractmethod
+    def make_client(self) -> HttpClient:
+        """The configured client (auth, headers, response classifier)."""
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def error(self, kind: ErrorKind, message: str, obj: str | None = None,
+              detail: str | None = None) -> ProviderError:
+        return ProviderError(kind, message, provider=self.name, obj=obj, detail=detail)
+
+    def map_concurrently(self, fn: Callable[[str], Any], items: Sequence[str]) -> list[Any]:
+        """Reads of several domains at once; the first failure is raised."""
+        if len(items) <= 1:
+            return [fn(x) for x in items]
+        with ThreadPoolExecutor(max_workers=min(self.hs.concurrency, len(items))) as pool:
+            return list(pool.map(fn, items))
+
+    # -- apply -------------------------------------------------------------------
+
+    def apply(self, changes: Sequence[Change]) -> list[Outcome]:
+        outcomes: list[Outcome | None] = [None] * len(changes)
+        stop: list[str] = []
+
+        def run(i: int) -> None:
+            ch = changes[i]
+            if stop:
+                outcomes[i] = Outcome(ch, Status.NOT_ATTEMPTED, f"not attempted: {stop[0]}")
+                return
+            try:
+                note = self.apply_one(ch)
+            except ProviderError as exc:
+                if isinstance(exc, TransportFailure) or exc.kind in _STOPPING:
+                    stop.append(f"stopped after an earlier failure ({exc.kind.value})")
+                outcomes[i] = Outcome(ch, Status.FAILED, scrub(str(exc)))
+            except Exception as exc:  # a bug in one change must not hide the others
+                outcomes[i] = Outcome(ch, Status.FAILED, scrub(f"{type(exc).__name__}: {exc}"))
+            else:
+                outcomes[i] = Outcome(ch, Status.DONE, note)
+
+        with ThreadPoolExecutor(max_workers=self.hs.concurrency) as pool:
+            for step in phases(changes):
+                list(pool.map(run, step))
+        return [o if o is not None else Outcome(changes[i], Status.NOT_ATTEMPTED, "skipped")
+                for i, o in enumerate(outcomes)]
+
+    def apply_one(self, ch: Change) -> str | None:
+        """Perform one change; a returned note is shown next to `done`."""
+        if ch.kind is Kind.DOMAIN:
+            if ch.action is Action.CREATE:
+                return self.create_or_adopt(ch, lambda: self.create_domain(ch.key),
+                                            lambda: None)
+            raise self.error(ErrorKind.INVALID, "deleting domains is not supported", ch.key)
+        if ch.action is Action.CREATE:
+            obj = ch.desired
+            assert obj is not None
+            return self.create_or_adopt(ch, lambda: self.create(obj),
+                                        lambda: self.fetch(ch.kind, ch.key))
+        if ch.action is Action.UPDATE:
+            assert ch.desired is not None
+            self.update(ch.desired, {k: v for k, (_, v) in ch.diff.items()})
+            return None
+        return self.delete_checked(ch)
+
+    def create_or_adopt(
+        self, ch: Change, create: Callable[[], None], fetch: Callable[[], MailObject | None]
+    ) -> str | None:
+        """Create; when the provider says it exists (or the answer was lost), re-read.
+
+        A match is adopted as a no-op; a difference is drift, reported and left alone
+        (create-only by default, like the rest of mailctl)."""
+        try:
+            create()
+            return None
+        except ProviderError as exc:
+            failure = exc
+        if not (failure.kind is ErrorKind.CONFLICT or isinstance(failure, AmbiguousError)
+                or self.maybe_conflict(failure)):
+            raise failure
+        lost = isinstance(failure, AmbiguousError)
+        if ch.kind is Kind.DOMAIN:
+            if self.domain_exists(ch.key):
+                return None if lost else "already existed; adopted"
+            raise failure
+        try:
+            current = fetch()
+        except ProviderError:
+            raise failure from None
+        if current is None:
+            raise failure
+        assert ch.desired is not None
+        diff = field_diff(ch.desired, current)
+        if diff:
+            shown = "; ".join(f"{k}: {a!r} here, {b!r} declared" for k, (a, b) in diff.items())
+            raise self.error(
+                ErrorKind.CONFLICT,
+                f"already exists with different settings ({shown}); left unchanged "
+                "— run `mailctl apply --reconcile` to make it match", ch.key)
+        if lost:
+            return None  # our own create got through; only its answer was lost
+        return "already existed with the declared settings; adopted"
+
+    def maybe_conflict(self, exc: ProviderError) -> bool:
+        """Providers whose "exists" is indistinguishable from other errors re-read on these."""
+        return False
+
+    def domain_exists(self, domain: str) -> bool:
+        return False
+
+    def delete_checked(self, ch: Change) -> str | None:
+        """Delete; any failure is checked by re-reading, since gone is what was wanted."""
+        try:
+            self.delete(ch.kind, ch.key)
+            return None
+        except ProviderError as exc:
+            if exc.kind in _STOPPING:
+                raise
+            try:
+                gone = self.fetch(ch.kind, ch.key) is None
+            except ProviderError:
+                raise exc from None
+            if not gone:
+                raise
+            return None if isinstance(exc, AmbiguousError) else "was already gone"
+
+    def create_domain(self, domain: str) -> None:
+        raise self.error(ErrorKind.INVALID, "this provider does not create domains", domain)
+
+    @abstractmethod
+    def create(self, obj: MailObject) -> None: ...
+
+    @abstractmethod
+    def update(self, obj: MailObject, fields: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def delete(self, kind: Kind, key: str) -> None: ...
+
+    @abstractmethod
+    def fetch(self, kind: Kind, key: str) -> MailObject | None:
+        """The object as the provider holds it now, or None."""

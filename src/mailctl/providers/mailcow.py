@@ -1,0 +1,257 @@
+"""The `mailcow` provider: mailcow-dockerized's `/api/v1` with an `X-API-Key`.
+
+mailcow answers every add/edit/delete with HTTP 200 and a list of result
+entries, so success is decided by reading every entry, never the status
+line. Reads answer `{}` for "nothing" (an empty list and a missing object
+alike), booleans come as "1"/"0", and quotas are written in MiB but read in
+bytes. All of that is absorbed here so the planner sees plain values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import Field
+
+from mailctl.model import (
+    AddressError,
+    Alias,
+    DomainState,
+    Kind,
+    Mailbox,
+    domain_of,
+    normalise_address,
+    normalise_domain,
+)
+from mailctl.providers.base import Capabilities, ErrorKind, ProviderError
+from mailctl.providers.http import HttpClient, HttpProvider, HttpSettings, MailObject, decode
+
+MIB = 1 << 20
+
+# Result codes from mailcow's functions.mailbox.inc.php, by what they mean to us.
+_CODES: dict[str, ErrorKind] = {
+    **dict.fromkeys(("object_exists", "is_alias", "is_spam_alias", "is_alias_or_mailbox",
+                     "domain_exists", "alias_exists"), ErrorKind.CONFLICT),
+    **dict.fromkeys(("domain_not_found", "domain_invalid", "domain_not_empty",
+                     "mailbox_invalid", "username_invalid", "alias_invalid", "alias_empty",
+                     "goto_invalid", "goto_empty", "comment_too_long", "password_complexity",
+                     "password_mismatch", "password_empty", "quarantine_category_invalid",
+                     "max_mailbox_exceeded", "max_alias_exceeded", "mailbox_quota_exceeded",
+                     "mailbox_quota_left_exceeded", "unlimited_quota_acl", "access_denied",
+                     "max_quota_exceeded"), ErrorKind.INVALID),
+}
+_HINTS = {
+    "access_denied": "mailcow also answers this when the domain does not exist",
+    "is_alias_or_mailbox": "at mailcow an address cannot be both a mailbox and an alias",
+    "max_mailbox_exceeded": "raise the domain's mailbox limit (new_domain.mailboxes for "
+                            "domains mailctl creates)",
+    "max_alias_exceeded": "raise the domain's alias limit",
+    "mailbox_quota_left_exceeded": "the domain's total quota is used up",
+}
+
+
+class MailcowSettings(HttpSettings):
+    secret_fields: ClassVar[tuple[str, ...]] = ("api_key",)
+    url: str  # https://mail.example.org (the /api/v1 prefix is added)
+    api_key: str  # a read-write key, as ${env:...} or ${file:...}
+    # Attributes for domains mailctl creates (add/domain), e.g. mailboxes, aliases,
+    # quota, maxquota, defquota (MiB). mailcow's defaults allow only 10 mailboxes.
+    new_domain: dict[str, int | str] = Field(default_factory=dict)
+
+
+def as_list(body: Any) -> list[dict[str, Any]]:
+    """`{}` means empty; a single object (some versions) means a list of one."""
+    if isinstance(body, list):
+        return [x for x in body if isinstance(x, dict)]
+    if isinstance(body, dict) and body:
+        return [body]
+    return []
+
+
+def norm_addresses(raw: str | Sequence[str]) -> tuple[str, ...]:
+    """Destinations as the planner compares them; special targets (null@localhost) kept."""
+    items = raw.replace(";", ",").replace(" ", ",").split(",") if isinstance(raw, str) else raw
+    out: list[str] = []
+    for item in items:
+        text = item.strip()
+        if not text:
+            continue
+        try:
+            text = normalise_address(text)
+        except AddressError:
+            text = text.lower()
+        if text not in out:
+            out.append(text)
+    return tuple(out)
+
+
+def check_result(body: Any, client: HttpClient, obj: str | None) -> None:
+    """Raise unless every entry of an add/edit/delete answer is success or warning."""
+    entries = body if isinstance(body, list) else [body] if isinstance(body, dict) else []
+    if not entries:
+        raise client.error(ErrorKind.UNKNOWN, "mailcow gave an empty answer", obj=obj)
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("type") in ("success", "warning"):
+            continue
+        msg = entry.get("msg")
+        parts = [str(x) for x in msg] if isinstance(msg, list) else [str(msg)]
+        code = parts[0] if parts else "unknown"
+        args = ", ".join(parts[1:])
+        hint = _HINTS.get(code)
+        raise client.error(
+            _CODES.get(code, ErrorKind.UNKNOWN),
+            f"mailcow refused it: {code}" + (f" ({args})" if args else ""), obj=obj,
+            detail=hint)
+
+
+def _classify(resp: httpx.Response, client: HttpClient) -> ProviderError | None:
+    if resp.status_code == 403 and "read/write" in resp.text:
+        return client.error(
+            ErrorKind.AUTH,
+            f"mailcow accepted {client.credential} but it is a read-only key "
+            "(HTTP 403: API read/write access denied); plan and status work with it, "
+            "apply needs the read-write key")
+    return None
+
+
+class MailcowProvider(HttpProvider):
+    type_name = "mailcow"
+    label = "mailcow"
+    secret_field = "api_key"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        mailboxes=True, aliases=True, forwards=False, catch_all=True, quota=True,
+        display_name=True, spam=False, external_destinations=True, domains=True,
+    )
+    settings_model = MailcowSettings
+    auth_hint = (" and that this machine's IP is in the API allow-list (System → "
+                 "Configuration → Access → API); mailcow reports failed keys to fail2ban")
+
+    def make_client(self) -> HttpClient:
+        key = self.secret()
+        base = self.hs.url.rstrip("/")
+        if not base.endswith("/api/v1"):
+            base += "/api/v1"
+        return HttpClient(
+            provider=self.name, label=self.label, settings=self.hs,
+            credential=self.credential_ref, headers={"X-API-Key": key.reveal()},
+            limiter=None, classify=_classify, auth_hint=self.auth_hint, base_url=base)
+
+    def _post(self, path: str, body: Any, obj: str, idempotent: bool) -> None:
+        resp = self.http.request("POST", path, json=body, obj=obj, idempotent=idempotent)
+        check_result(decode(resp, self.http, obj), self.http, obj)
+
+    # -- read --------------------------------------------------------------------
+
+    def list_domains(self) -> list[str]:
+        rows = as_list(self.http.get_json("get/domain/all"))
+        return sorted(normalise_domain(str(r["domain_name"])) for r in rows if r.get("domain_name"))
+
+    def read(self, domains: Sequence[str]) -> dict[str, DomainState]:
+        existing = set(self.list_domains())
+        present = [d for d in domains if d in existing]
+        states = self.map_concurrently(self._read_domain, present)
+        out = {s.name: s for s in states}
+        for d in domains:
+            out.setdefault(d, DomainState(d, exists=False))
+        return out
+
+    def _read_domain(self, domain: str) -> DomainState:
+        state = DomainState(domain)
+        for row in as_list(self.http.get_json(f"get/mailbox/all/{domain}", obj=domain)):
+            mb = self._mailbox(row)
+            state.mailboxes[mb.address] = mb
+        for row in as_list(self.http.get_json(f"get/alias/all/{domain}", obj=domain)):
+            al = self._alias(row)
+            if al is not None and domain_of(al.address) == domain:
+                state.aliases[al.address] = al
+        return state
+
+    @staticmethod
+    def _mailbox(row: dict[str, Any]) -> Mailbox:
+        quota = row.get("quota")
+        return Mailbox(normalise_address(str(row["username"])),
+                       name=str(row.get("name") or "") or None,
+                       quota=int(quota) if quota not in (None, "") else 0)  # bytes on read
+
+    @staticmethod
+    def _alias(row: dict[str, Any]) -> Alias | None:
+        address = str(row.get("address", ""))
+        goto = norm_addresses(str(row.get("goto", "")))
+        try:
+            key = normalise_address(address)
+        except AddressError:
+            return None
+        if goto == (key,):
+            return None  # the implicit self-alias every mailbox has
+        return Alias(key, goto)
+
+    def fetch(self, kind: Kind, key: str) -> MailObject | None:
+        if kind is Kind.MAILBOX:
+            rows = as_list(self.http.get_json(f"get/mailbox/{key}", obj=key))
+            return self._mailbox(rows[0]) if rows else None
+        if kind is Kind.ALIAS:
+            rows = as_list(self.http.get_json(f"get/alias/{key}", obj=key))
+            return self._alias(rows[0]) if rows else None
+        return None
+
+    def domain_exists(self, domain: str) -> bool:
+        return bool(as_list(self.http.get_json(f"get/domain/{domain}", obj=domain)))
+
+    # -- write -------------------------------------------------------------------
+
+    def _mib(self, quota: int, key: str) -> int:
+        if quota % MIB:
+            raise self.error(ErrorKind.INVALID,
+                             f"mailcow stores quotas in whole MiB; {quota} bytes is not", key)
+        return quota // MIB
+
+    def create_domain(self, domain: str) -> None:
+        body = {"domain": domain, "active": "1", **self.settings.new_domain}
+        self._post("add/domain", body, domain, idempotent=False)
+
+    def create(self, obj: MailObject) -> None:
+        if isinstance(obj, Mailbox):
+            local, _, domain = obj.address.rpartition("@")
+            if obj.password_hash:
+                password = obj.password_hash  # mailcow accepts {SCHEME}hash as is
+            elif obj.password is not None:
+                password = obj.password.reveal()
+            else:
+                raise self.error(ErrorKind.INVALID, "no password to set", obj.address)
+            body: dict[str, Any] = {"local_part": local, "domain": domain, "active": "1",
+                                    "password": password, "password2": password}
+            if obj.name is not None:
+                body["name"] = obj.name
+            if obj.quota is not None:
+                body["quota"] = self._mib(obj.quota, obj.address)
+            self._post("add/mailbox", body, obj.address, idempotent=False)
+        elif isinstance(obj, Alias):
+            # Without `active`, mailcow creates the alias switched off.
+            body = {"address": obj.address, "goto": ",".join(obj.destinations), "active": "1"}
+            self._post("add/alias", body, obj.address, idempotent=False)
+        else:
+            raise self.error(ErrorKind.INVALID, "mailcow forwards are not supported", obj.key)
+
+    def update(self, obj: MailObject, fields: dict[str, Any]) -> None:
+        attr: dict[str, Any] = {}
+        if isinstance(obj, Mailbox):
+            if "name" in fields:
+                attr["name"] = fields["name"]
+            if "quota" in fields:
+                attr["quota"] = self._mib(int(fields["quota"]), obj.address)
+            path = "edit/mailbox"
+        elif isinstance(obj, Alias):
+            attr["goto"] = ",".join(obj.destinations)  # an empty goto would mean "unchanged"
+            path = "edit/alias"
+        else:
+            raise self.error(ErrorKind.INVALID, "mailcow forwards are not supported", obj.key)
+        if attr:
+            self._post(path, {"items": [obj.key], "attr": attr}, obj.key, idempotent=True)
+
+    def delete(self, kind: Kind, key: str) -> None:
+        path = {Kind.MAILBOX: "delete/mailbox", Kind.ALIAS: "delete/alias"}.get(kind)
+        if path is None:
+            raise self.error(ErrorKind.INVALID, f"cannot delete a {kind.value} here", key)
+        self._post(path, [key], key, idempotent=True)

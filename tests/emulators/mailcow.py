@@ -1,0 +1,321 @@
+"""mailcow-dockerized `/api/v1`, as json_api.php and functions.mailbox.inc.php behave.
+
+Faithful where clients trip: HTTP 200 with `danger` entries on failure, `{}`
+for empty lists and missing objects, "1"/"0" strings, quota written in MiB
+and read in bytes, the hidden self-alias of every mailbox, aliases created
+inactive without `active`, `access_denied` for an unknown domain or object,
+JSON bodies parsed only with a JSON content type, read-only keys.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any
+
+from tests.emulators.base import Emulator, Reply, Request
+
+MIB = 1 << 20
+_EMAIL = re.compile(r"^[^@\s,]*@[a-z0-9.-]+\.[a-z0-9-]+$")
+
+
+def ok(*msg: Any, log: Any = None) -> dict[str, Any]:
+    return {"type": "success", "log": log or [], "msg": list(msg)}
+
+
+def danger(*msg: Any) -> dict[str, Any]:
+    return {"type": "danger", "log": [], "msg": list(msg) if len(msg) > 1 else msg[0]}
+
+
+class MailcowEmulator(Emulator):
+    prefix = "api/v1"
+
+    def __init__(self, api_key: str, read_only_key: str | None = None,
+                 latency: float = 0.0) -> None:
+        super().__init__(latency)
+        self.api_key = api_key
+        self.read_only_key = read_only_key
+        self.auth_failures = 0  # what mailcow would publish to fail2ban
+        self.domains: dict[str, dict[str, Any]] = {}
+        self.mailboxes: dict[str, dict[str, Any]] = {}
+        self.passwords: dict[str, str] = {}  # as received (tests check where they went)
+        self.aliases: dict[int, dict[str, Any]] = {}
+        self._ids = itertools.count(1)
+
+    # -- seeding (state as if created in the UI) -----------------------------------
+
+    def add_domain(self, name: str, mailboxes: int = 10, aliases: int = 400,
+                   quota_mib: int = 10240, maxquota_mib: int = 10240,
+                   defquota_mib: int = 3072) -> None:
+        self.domains[name] = {"mailboxes": mailboxes, "aliases": aliases, "quota": quota_mib,
+                              "maxquota": maxquota_mib, "defquota": defquota_mib,
+                              "active": 1}
+
+    def add_mailbox(self, address: str, name: str = "", quota_mib: int = 1024,
+                    password: str = "seeded-password") -> None:
+        local, _, domain = address.partition("@")
+        self.mailboxes[address] = {"local_part": local, "domain": domain, "name": name,
+                                   "quota": quota_mib, "active": 1}
+        self.passwords[address] = password
+        self._new_alias(address, address, 1)
+
+    def add_alias(self, address: str, goto: list[str], active: int = 1) -> int:
+        return self._new_alias(address, ",".join(goto), active)
+
+    def _new_alias(self, address: str, goto: str, active: int) -> int:
+        i = next(self._ids)
+        self.aliases[i] = {"id": i, "address": address, "goto": goto, "active": active,
+                           "domain": address.rpartition("@")[2]}
+        return i
+
+    def alias_by_address(self, address: str, hidden: bool = False) -> dict[str, Any] | None:
+        for a in self.aliases.values():
+            if a["address"] == address and (hidden or a["goto"] != address):
+                return a
+        return None
+
+    # -- HTTP ---------------------------------------------------------------------
+
+    def arrive(self, req: Request) -> Reply | None:
+        key = re.sub(r"[^A-Za-z0-9-]", "", req.headers.get("x-api-key", ""))
+        if key not in (self.api_key, self.read_only_key) or not key:
+            self.auth_failures += 1
+            return Reply(401, {"type": "error", "msg": "authentication failed"})
+        if req.method == "POST" and key != self.api_key:
+            return Reply(403, {"type": "error", "msg": "API read/write access denied"})
+        return None
+
+    def handle(self, req: Request) -> Reply:
+        parts = req.path.split("/")
+        action = parts[0]
+        if action == "get":
+            if req.method != "GET":
+                return Reply(405, {"type": "error", "msg": "only GET method is allowed"})
+            return Reply(200, self._get(parts[1:]))
+        if action in ("add", "edit", "delete"):
+            if req.method != "POST":
+                return Reply(405, {"type": "error", "msg": "only POST method is allowed"})
+            if "application/json" not in req.headers.get("content-type", ""):
+                return Reply(200, {"type": "error", "msg": "Cannot find attributes in post data"})
+            try:
+                data = req.json()
+            except ValueError:
+                return Reply(400, {"type": "error", "msg": "Request body doesn't contain "
+                                                           "valid json!"})
+            fn = getattr(self, f"_{action}_{parts[1] if len(parts) > 1 else ''}", None)
+            if fn is None:
+                return Reply(404, {"type": "error", "msg": "route not found"})
+            result = fn(data)
+            return Reply(200, result or {"type": "error", "msg": "Cannot add item"})
+        return Reply(404, {"type": "error", "msg": "route not found"})
+
+    # -- reads --------------------------------------------------------------------
+
+    @staticmethod
+    def _many(rows: list[dict[str, Any]]) -> Any:
+        return rows if rows else {}  # mailcow prints {} for "nothing"
+
+    def _get(self, parts: list[str]) -> Any:
+        what = parts[0] if parts else ""
+        arg = parts[1] if len(parts) > 1 else ""
+        scope = parts[2] if len(parts) > 2 else None
+        if what == "domain":
+            if arg == "all":
+                return self._many([self._domain_row(d) for d in sorted(self.domains)])
+            return self._domain_row(arg) if arg in self.domains else {}
+        if what == "mailbox":
+            if arg == "all":
+                rows = [self._mailbox_row(a) for a in sorted(self.mailboxes)
+                        if scope is None or self.mailboxes[a]["domain"] == scope]
+                return self._many(rows)
+            return self._mailbox_row(arg) if arg in self.mailboxes else {}
+        if what == "alias":
+            if arg == "all":
+                rows = [self._alias_row(a) for a in self.aliases.values()
+                        if a["goto"] != a["address"] and (scope is None or a["domain"] == scope)]
+                return self._many(rows)
+            found = (self.aliases.get(int(arg)) if arg.isdigit()
+                     else self.alias_by_address(arg))
+            return self._alias_row(found) if found and found["goto"] != found["address"] else {}
+        return {}
+
+    def _domain_row(self, d: str) -> dict[str, Any]:
+        dom = self.domains[d]
+        boxes = [m for m in self.mailboxes.values() if m["domain"] == d]
+        n_alias = sum(1 for a in self.aliases.values()
+                      if a["domain"] == d and a["goto"] != a["address"])
+        return {"domain_name": d, "active": str(dom["active"]), "active_int": dom["active"],
+                "mboxes_in_domain": len(boxes), "mboxes_left": dom["mailboxes"] - len(boxes),
+                "aliases_in_domain": n_alias, "aliases_left": dom["aliases"] - n_alias,
+                "max_num_mboxes_for_domain": dom["mailboxes"],
+                "max_num_aliases_for_domain": dom["aliases"],
+                "def_quota_for_mbox": dom["defquota"] * MIB,
+                "max_quota_for_mbox": dom["maxquota"] * MIB,
+                "max_quota_for_domain": dom["quota"] * MIB,
+                "quota_used_in_domain": str(sum(m["quota"] for m in boxes) * MIB),
+                "backupmx": "0", "gal": "0", "relay_all_recipients": "0", "tags": []}
+
+    def _mailbox_row(self, addr: str) -> dict[str, Any]:
+        m = self.mailboxes[addr]
+        return {"username": addr, "local_part": m["local_part"], "domain": m["domain"],
+                "name": m["name"], "active": str(m["active"]), "active_int": m["active"],
+                "quota": m["quota"] * MIB, "quota_used": 0, "percent_in_use": "0",
+                "percent_class": "success", "messages": 0, "authsource": "mailcow",
+                "attributes": {"force_pw_update": "0", "imap_access": "1", "pop3_access": "1",
+                               "smtp_access": "1", "sieve_access": "1", "sogo_access": "1",
+                               "tls_enforce_in": "0", "tls_enforce_out": "0"},
+                "tags": [], "last_imap_login": 0, "last_smtp_login": 0,
+                "created": "2026-01-01 00:00:00", "modified": None}
+
+    def _alias_row(self, a: dict[str, Any]) -> dict[str, Any]:
+        return {"id": a["id"], "address": a["address"], "goto": a["goto"],
+                "domain": a["domain"], "active": str(a["active"]), "active_int": a["active"],
+                "sogo_visible": "1", "internal": "0", "sender_allowed": "1",
+                "is_catch_all": 1 if a["address"].startswith("@") else 0,
+                "public_comment": "", "private_comment": "", "in_primary_domain": "",
+                "created": "2026-01-01 00:00:00", "modified": None}
+
+    # -- writes -------------------------------------------------------------------
+
+    def _add_domain(self, d: dict[str, Any]) -> list[dict[str, Any]]:
+        name = str(d.get("domain", "")).strip().lower()
+        if not re.match(r"^[a-z0-9.-]+\.[a-z0-9-]+$", name):
+            return [danger("domain_invalid", name)]
+        if name in self.domains:
+            return [danger("domain_exists", name)]
+        self.add_domain(name, int(d.get("mailboxes", 10)), int(d.get("aliases", 400)),
+                        int(d.get("quota", 10240)), int(d.get("maxquota", 10240)),
+                        int(d.get("defquota", 3072)))
+        return [ok("dkim_added", name), ok("domain_added", name)]
+
+    def _add_mailbox(self, d: dict[str, Any]) -> list[dict[str, Any]]:
+        local = str(d.get("local_part", "")).strip().lower()
+        domain = str(d.get("domain", "")).strip().lower()
+        addr = f"{local}@{domain}"
+        if domain not in self.domains:
+            return [danger("access_denied")]
+        if not local or not _EMAIL.match(addr):
+            return [danger("mailbox_invalid", addr)]
+        if addr in self.mailboxes:
+            return [danger("object_exists", addr)]
+        if self.alias_by_address(addr, hidden=True):
+            return [danger("is_alias", addr)]
+        pw, pw2 = str(d.get("password", "")), str(d.get("password2", ""))
+        if not pw:
+            return [danger("password_empty")]
+        if pw != pw2:
+            return [danger("password_mismatch")]
+        dom = self.domains[domain]
+        quota = int(d.get("quota", dom["defquota"]))
+        boxes = [m for m in self.mailboxes.values() if m["domain"] == domain]
+        if len(boxes) >= dom["mailboxes"]:
+            return [danger("max_mailbox_exceeded", len(boxes), dom["mailboxes"])]
+        if quota > dom["maxquota"]:
+            return [danger("mailbox_quota_exceeded", dom["maxquota"])]
+        if sum(m["quota"] for m in boxes) + quota > dom["quota"]:
+            return [danger("mailbox_quota_left_exceeded", dom["quota"])]
+        self.mailboxes[addr] = {"local_part": local, "domain": domain,
+                                "name": str(d.get("name", "")), "quota": quota,
+                                "active": int(d.get("active", 1))}
+        self.passwords[addr] = pw
+        self._new_alias(addr, addr, 1)
+        masked = {**d, "password": "*", "password2": "*"}
+        return [ok("mailbox_added", addr, log=["mailbox", "add", "mailbox", masked])]
+
+    def _add_alias(self, d: dict[str, Any]) -> list[dict[str, Any]]:
+        out = []
+        gotos = [g.strip().lower() for g in str(d.get("goto", "")).split(",") if g.strip()]
+        if not gotos:
+            return [danger("goto_empty")]
+        for g in gotos:
+            if not _EMAIL.match(g) or g.startswith("@"):
+                return [danger("goto_invalid", g)]
+        for address in re.split(r"[\s,;]+", str(d.get("address", "")).strip().lower()):
+            if not address:
+                continue
+            domain = address.rpartition("@")[2]
+            if not _EMAIL.match(address):
+                out.append(danger("alias_invalid", address))
+            elif domain not in self.domains:
+                out.append(danger("domain_not_found", domain))
+            elif address in self.mailboxes or self.alias_by_address(address, hidden=True):
+                out.append(danger("is_alias_or_mailbox", address))
+            else:
+                i = self._new_alias(address, ",".join(gotos), int(d.get("active", 0)))
+                out.append(ok("alias_added", address, i))
+        return out
+
+    def _items(self, d: Any) -> list[str]:
+        items = d.get("items") if isinstance(d, dict) else d
+        return [str(x) for x in (items if isinstance(items, list) else [items])]
+
+    def _edit_mailbox(self, d: dict[str, Any]) -> list[dict[str, Any]]:
+        attr = d.get("attr") or {}
+        out = []
+        for addr in self._items(d):
+            m = self.mailboxes.get(addr)
+            if m is None:
+                out.append(danger("access_denied"))
+                continue
+            if "quota" in attr:
+                q = int(attr["quota"])
+                if q > self.domains[m["domain"]]["maxquota"]:
+                    out.append(danger("mailbox_quota_exceeded", q))
+                    continue
+                m["quota"] = q
+            for k in ("name", "active"):
+                if k in attr:
+                    m[k] = int(attr[k]) if k == "active" else str(attr[k])
+            if attr.get("password"):
+                self.passwords[addr] = str(attr["password"])
+            out.append(ok("mailbox_modified", addr))
+        return out
+
+    def _edit_alias(self, d: dict[str, Any]) -> list[dict[str, Any]]:
+        attr = d.get("attr") or {}
+        out = []
+        for item in self._items(d):
+            a = self.aliases.get(int(item)) if item.isdigit() else self.alias_by_address(item)
+            if a is None:
+                out.append(danger("access_denied"))
+                continue
+            if attr.get("goto"):  # empty goto = unchanged
+                a["goto"] = ",".join(g.strip().lower() for g in str(attr["goto"]).split(","))
+            if "active" in attr:
+                a["active"] = int(attr["active"])
+            out.append(ok("alias_modified", a["address"]))
+        return out
+
+    def _delete_mailbox(self, d: Any) -> list[dict[str, Any]]:
+        out = []
+        for addr in self._items(d):
+            if self.mailboxes.pop(addr, None) is None:
+                out.append(danger("access_denied"))
+                continue
+            for i, a in list(self.aliases.items()):
+                if a["address"] == addr and a["goto"] == addr:
+                    del self.aliases[i]
+            out.append(ok("mailbox_removed", addr))
+        return out
+
+    def _delete_alias(self, d: Any) -> list[dict[str, Any]]:
+        out = []
+        for item in self._items(d):
+            a = self.aliases.get(int(item)) if item.isdigit() else self.alias_by_address(item)
+            if a is None:
+                out.append(danger("access_denied"))
+                continue
+            del self.aliases[a["id"]]
+            out.append(ok("alias_removed", a["address"]))
+        return out
+
+    def _delete_domain(self, d: Any) -> list[dict[str, Any]]:
+        out = []
+        for name in self._items(d):
+            if any(m["domain"] == name for m in self.mailboxes.values()):
+                out.append(danger("domain_not_empty", name))
+            elif self.domains.pop(name, None) is None:
+                out.append(danger("domain_not_found", name))
+            else:
+                out.append(ok("domain_removed", name))
+        return out
