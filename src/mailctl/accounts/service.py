@@ -38,8 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 LOCAL_ALPHABET = string.ascii_lowercase + string.digits
 ATTEMPTS = 5  # random addresses that collide (≈ never with 36^10 of them)
-_UNAVAILABLE = ("cannot reach", "timed out", "timeout", "unavailable", "not attempted",
-                "http 5", "locked by another", "connection", "cannot write")
+_UNAVAILABLE = ("unavailable", "rate_limited")  # ProviderError kinds worth a retry later
 
 
 @dataclass(slots=True)
@@ -165,17 +164,16 @@ class AccountService:
         except BaseException:
             self.store.release(rid)
             raise
-        note = (outcome.error or "").lower()
-        if outcome.status is Status.DONE and "adopted" in note:
+        if outcome.adopted:
             # It existed before us: not ours to hand out (its password is not ours either).
             self.store.release(rid)
             raise AddressTaken(f"{address} already exists at the provider")
         if outcome.status is not Status.DONE:
             self.store.release(rid)
             log.warning("creating %s at %s failed: %s", address, pname, outcome.error)
-            if outcome.status is Status.NOT_ATTEMPTED or any(w in note for w in _UNAVAILABLE):
+            if outcome.status is Status.NOT_ATTEMPTED or outcome.kind in _UNAVAILABLE:
                 raise ProviderUnavailable("the mail provider is unavailable; try again later")
-            if "conflict" in note or "already" in note or "exists" in note:
+            if outcome.kind == "conflict":
                 raise AddressTaken(f"{address} already exists at the provider")
             raise ProviderRejected("the mail provider refused to create the account")
         if ticket is not None and not ticket.claim():

@@ -60,4 +60,10 @@ class Status(StrEnum):
 class Outcome:
     change: Change
     status: Status
-    error: str | None = None
+    error: str | None = None  # the failure, or a note on success
+    # The object already existed exactly as declared and was taken over as is:
+    # nothing was created (so, e.g., no password of ours was set).
+    adopted: bool = False
+    # On failure, the ProviderError kind (auth, conflict, unavailable, ...), so
+    # callers branch on it instead of on message text.
+    kind: str | None = None

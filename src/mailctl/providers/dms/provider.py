@@ -151,7 +151,8 @@ class DmsProvider(Provider):
                 state.write()
         except TimeoutError as exc:
             err = ProviderError(ErrorKind.UNAVAILABLE, str(exc), provider=self.name, retryable=True)
-            return [Outcome(ch, Status.NOT_ATTEMPTED, str(err)) for ch in changes]
+            return [Outcome(ch, Status.NOT_ATTEMPTED, str(err), kind=err.kind.value)
+                    for ch in changes]
         except OSError as exc:
             msg = f"cannot write {directory}: {exc.strerror}"
             return [Outcome(ch, Status.NOT_ATTEMPTED, msg) for ch in changes]
@@ -188,8 +189,8 @@ class DmsProvider(Provider):
             else:
                 note = None  # domains are implicit in docker-mailserver
         except ProviderError as exc:
-            return Outcome(ch, Status.FAILED, str(exc))
-        return Outcome(ch, Status.DONE, note)
+            return Outcome(ch, Status.FAILED, str(exc), kind=exc.kind.value)
+        return Outcome(ch, Status.DONE, note, adopted=bool(note) and "adopted" in str(note))
 
     def _conflict(self, ch: Change, message: str) -> ProviderError:
         return ProviderError(ErrorKind.CONFLICT, message, provider=self.name, obj=ch.key)

@@ -138,11 +138,12 @@ class HttpProvider(Provider):
             except ProviderError as exc:
                 if isinstance(exc, TransportFailure) or exc.kind in _STOPPING:
                     stop.append(f"stopped after an earlier failure ({exc.kind.value})")
-                outcomes[i] = Outcome(ch, Status.FAILED, scrub(str(exc)))
+                outcomes[i] = Outcome(ch, Status.FAILED, scrub(str(exc)), kind=exc.kind.value)
             except Exception as exc:  # a bug in one change must not hide the others
                 outcomes[i] = Outcome(ch, Status.FAILED, scrub(f"{type(exc).__name__}: {exc}"))
             else:
-                outcomes[i] = Outcome(ch, Status.DONE, note)
+                outcomes[i] = Outcome(ch, Status.DONE, note,
+                                      adopted=bool(note) and "adopted" in str(note))
 
         with ThreadPoolExecutor(max_workers=self.hs.concurrency) as pool:
             for step in phases(changes):
