@@ -1,0 +1,107 @@
+"""`imap[s]://user@host[:port]` and `maildir:PATH`, and where their passwords come from.
+
+Passwords never come from the command line (they would sit in `ps` and shell
+history): a file (`--password-file`, first line) or a secret reference
+(`${env:X}`, `${file:P}`) read through mailctl.config.refs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mailctl.secret import Secret
+from mailctl.sync.model import Store, SyncError
+
+
+class Endpoint:
+    __slots__ = ("host", "kind", "path", "port", "tls", "user")
+
+    def __init__(self, kind: str, host: str = "", port: int = 0, user: str = "",
+                 tls: bool = False, path: Path | None = None) -> None:
+        self.kind = kind  # "imap" | "maildir"
+        self.host, self.port, self.user, self.tls, self.path = host, port, user, tls, path
+
+    @property
+    def label(self) -> str:
+        if self.kind == "maildir":
+            return f"maildir:{self.path}"
+        scheme = "imaps" if self.tls else "imap"
+        return f"{scheme}://{self.user}@{self.host}:{self.port}"
+
+
+def _unquote(s: str) -> str:
+    """%40 -> @ (urllib.parse costs more to import than this whole function)."""
+    if "%" not in s:
+        return s
+    out, i = bytearray(), 0
+    raw = s.encode()
+    while i < len(raw):
+        if raw[i:i + 1] == b"%" and i + 2 < len(raw) + 1:
+            try:
+                out.append(int(raw[i + 1:i + 3], 16))
+                i += 3
+                continue
+            except ValueError:
+                pass
+        out.append(raw[i])
+        i += 1
+    return out.decode("utf-8", "replace")
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    if text.startswith("maildir:"):
+        path = text[len("maildir:"):]
+        if not path:
+            raise SyncError("maildir: needs a path, e.g. maildir:/srv/backup/alice")
+        return Endpoint("maildir", path=Path(path).expanduser())
+    for scheme, tls, port in (("imaps://", True, 993), ("imap://", False, 143)):
+        if text.startswith(scheme):
+            rest = text[len(scheme):].rstrip("/")
+            user, at, hostport = rest.rpartition("@")
+            if not at or not user or not hostport:
+                raise SyncError(f"{text!r}: expected {scheme}user@host[:port]")
+            host, _, port_s = hostport.partition(":")
+            if ":" in user and "@" not in user.split(":", 1)[1]:
+                raise SyncError("put the password in a file (--password-file), not in the URL")
+            try:
+                port = int(port_s) if port_s else port
+            except ValueError:
+                raise SyncError(f"{text!r}: bad port {port_s!r}") from None
+            return Endpoint("imap", host=host, port=port, user=_unquote(user), tls=tls)
+    raise SyncError(f"{text!r}: expected imap://user@host[:port], imaps://... or maildir:PATH")
+
+
+def read_password(file: Path | None, ref: str | None, what: str) -> Secret:
+    """The password from a file (first line) or a `${env:..}`/`${file:..}` reference."""
+    if file is not None:
+        try:
+            text = file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise SyncError(f"cannot read the password file for {what}: {exc.strerror}") from None
+        if not text or not text[0]:
+            raise SyncError(f"the password file for {what} is empty")
+        return Secret(text[0], source=str(file))
+    if ref:
+        from mailctl.config.refs import RefError, Resolver
+
+        try:
+            return Resolver(Path.cwd()).resolve(ref)
+        except RefError as exc:
+            raise SyncError(f"{what}: {exc}") from None
+    raise SyncError(f"{what} needs a password: --password-file FILE or --password-ref "
+                    "'${env:NAME}'")
+
+
+def open_store(ep: Endpoint, password: Secret | None = None, *, cafile: str | None = None,
+               fsync: bool = True, readonly: bool = False) -> Store:
+    """A store that connects on first use (a no-change run never touches the target)."""
+    if ep.kind == "maildir":
+        from mailctl.sync.maildir import MaildirStore
+
+        assert ep.path is not None
+        return MaildirStore(ep.path, fsync=fsync)
+    from mailctl.sync.imapstore import ImapStore
+
+    if password is None:
+        raise SyncError(f"{ep.label} needs a password")
+    return ImapStore(ep, password, cafile=cafile, readonly=readonly)

@@ -1,0 +1,113 @@
+"""Sync state: which source message became which target message, in SQLite.
+
+Why SQLite and not a JSON/text file: a batch of pairs is one durable
+transaction (WAL, synchronous=FULL), updates are O(batch) rather than a
+rewrite of the whole file per run (imap-backup #157 wrote 1 TB of metadata
+that way), and a kill -9 leaves the last committed batch, never a torn file.
+
+Per source folder: the UIDVALIDITY on both sides and the source's UIDNEXT,
+HIGHESTMODSEQ and message count at the last complete pass (a folder whose
+status still matches is skipped without being opened). Per message: source
+key, target key, flags last written and a content hash, which lets a
+UIDVALIDITY change or a lost target state be repaired without copying again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS folders(
+  src TEXT PRIMARY KEY, dst TEXT, src_uv INTEGER, dst_uv INTEGER,
+  src_next INTEGER, src_modseq INTEGER, src_count INTEGER, max_uid INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pairs(
+  src TEXT, skey TEXT, dkey TEXT, flags TEXT, hash TEXT, PRIMARY KEY(src, skey)
+) WITHOUT ROWID;
+"""
+
+
+class FolderState:
+    """One `folders` row (a plain class: see model.py on import cost)."""
+
+    __slots__ = ("dst", "dst_uv", "max_uid", "src", "src_count", "src_modseq", "src_next",
+                 "src_uv")
+
+    def __init__(self, src: str, dst: str, src_uv: int, dst_uv: int, src_next: int,
+                 src_modseq: int, src_count: int, max_uid: int) -> None:
+        self.src, self.dst, self.src_uv, self.dst_uv = src, dst, src_uv, dst_uv
+        self.src_next, self.src_modseq, self.src_count, self.max_uid = (
+            src_next, src_modseq, src_count, max_uid)
+
+
+class Pair:
+    __slots__ = ("dkey", "flags", "hash")
+
+    def __init__(self, dkey: str, flags: str, hash: str) -> None:
+        self.dkey, self.flags, self.hash = dkey, flags, hash
+
+
+class State:
+    def __init__(self, path: Path, durable: bool = True) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def check_endpoints(self, src: str, dst: str) -> str | None:
+        """A state file belongs to one source/target pair; reuse for another is refused."""
+        rows = dict(self.db.execute("SELECT k, v FROM meta").fetchall())
+        if not rows:
+            self.db.executemany("INSERT INTO meta VALUES (?, ?)", [("src", src), ("dst", dst)])
+            return None
+        if rows.get("src") != src or rows.get("dst") != dst:
+            return f"{self.path} belongs to {rows.get('src')} -> {rows.get('dst')}"
+        return None
+
+    def folders(self) -> dict[str, FolderState]:
+        return {r[0]: FolderState(*r) for r in self.db.execute("SELECT * FROM folders")}
+
+    def save_folder(self, f: FolderState) -> None:
+        self.db.execute("INSERT OR REPLACE INTO folders VALUES (?,?,?,?,?,?,?,?)",
+                        (f.src, f.dst, f.src_uv, f.dst_uv, f.src_next, f.src_modseq,
+                         f.src_count, f.max_uid))
+
+    def pairs(self, src: str) -> dict[str, Pair]:
+        return {r[0]: Pair(r[1], r[2], r[3]) for r in self.db.execute(
+            "SELECT skey, dkey, flags, hash FROM pairs WHERE src = ?", (src,))}
+
+    def add_pairs(self, src: str, rows: list[tuple[str, str, str, str]]) -> None:
+        """One transaction: after this returns, the batch counts as copied."""
+        self.db.execute("BEGIN")
+        self.db.executemany("INSERT OR REPLACE INTO pairs VALUES (?,?,?,?,?)",
+                            [(src, *r) for r in rows])
+        self.db.execute("COMMIT")
+
+    def set_flags(self, src: str, changes: dict[str, str]) -> None:
+        self.db.execute("BEGIN")
+        self.db.executemany("UPDATE pairs SET flags = ? WHERE src = ? AND skey = ?",
+                            [(f, src, k) for k, f in changes.items()])
+        self.db.execute("COMMIT")
+
+    def drop_pairs(self, src: str, skeys: list[str] | None = None) -> None:
+        if skeys is None:
+            self.db.execute("DELETE FROM pairs WHERE src = ?", (src,))
+            return
+        self.db.execute("BEGIN")
+        self.db.executemany("DELETE FROM pairs WHERE src = ? AND skey = ?",
+                            [(src, k) for k in skeys])
+        self.db.execute("COMMIT")
+
+    def rekey(self, src: str, mapping: dict[str, str]) -> None:
+        """Source keys changed (new UIDVALIDITY): move pairs to their new keys."""
+        self.db.execute("BEGIN")
+        self.db.executemany("UPDATE pairs SET skey = ? WHERE src = ? AND skey = ?",
+                            [(new, src, old) for old, new in mapping.items()])
+        self.db.execute("COMMIT")

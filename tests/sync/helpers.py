@@ -1,0 +1,116 @@
+"""Filling and reading real mailboxes over plain imaplib (independent of the code under test)."""
+
+from __future__ import annotations
+
+import imaplib
+import random
+import subprocess
+import sys
+from email.message import EmailMessage
+from pathlib import Path
+
+from mailctl.sandbox import SandboxInfo
+from tests.fixtures.mailstack import MailStack, unique_domain
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def account(stack: MailStack, name: str = "u") -> tuple[str, str]:
+    addr, pw = f"{name}@{unique_domain()}", f"pw-{name}-secret-123"
+    stack.set(accounts={addr: pw})
+    return addr, pw
+
+
+def url(info: SandboxInfo, user: str) -> str:
+    return f"imap://{user}@{info.host}:{info.ports.imap}"
+
+
+def connect(info: SandboxInfo, user: str, pw: str) -> imaplib.IMAP4:
+    c = imaplib.IMAP4(info.host, info.ports.imap, timeout=30)
+    c.login(user, pw)
+    return c
+
+
+def message(i: int, big: bool = False, rng: random.Random | None = None) -> bytes:
+    """Realistic enough: headers, text, some multipart with an attachment, odd bytes."""
+    rng = rng or random.Random(i)
+    msg = EmailMessage()
+    msg["From"], msg["To"] = f"sender{i}@example.test", "rcpt@example.test"
+    msg["Subject"] = f"message {i} {rng.random():.6f}"
+    msg["Message-ID"] = f"<m{i}.{rng.getrandbits(40)}@example.test>"
+    msg.set_content("line\n" * rng.randint(5, 40) + f"body {i}\n")
+    if big:
+        msg.add_attachment(rng.randbytes(30_000), maintype="application", subtype="octet-stream",
+                           filename=f"f{i}.bin")
+    return msg.as_bytes()
+
+
+def fill(info: SandboxInfo, user: str, pw: str, plan: dict[str, list[tuple[bytes, str, int]]]
+         ) -> None:
+    """plan: folder (IMAP name, "." separator) -> [(body, "(flags)", epoch date)]."""
+    c = connect(info, user, pw)
+    try:
+        for folder, msgs in plan.items():
+            if folder != "INBOX":
+                c.create(folder)
+            for body, flags, date in msgs:
+                typ, _ = c.append(folder, flags, imaplib.Time2Internaldate(date), body)
+                assert typ == "OK"
+    finally:
+        c.logout()
+
+
+def dump(info: SandboxInfo, user: str, pw: str) -> dict[str, list[tuple[bytes, str, str]]]:
+    """Every folder's messages as sorted (body, flags, INTERNALDATE) - what a user sees."""
+    c = connect(info, user, pw)
+    out: dict[str, list[tuple[bytes, str, str]]] = {}
+    try:
+        _, lines = c.list()
+        for raw in lines:
+            assert isinstance(raw, bytes)
+            name = raw.rsplit(b' "." ', 1)[1].strip(b'"').decode()
+            if b"\\Noselect" in raw or b"\\NonExistent" in raw:
+                continue
+            c.select(f'"{name}"', readonly=True)
+            _, data = c.uid("FETCH", "1:*", "(FLAGS INTERNALDATE BODY.PEEK[])")
+            msgs = []
+            for part in data:
+                if isinstance(part, tuple):
+                    meta = part[0].decode()
+                    flags = meta.split("FLAGS (", 1)[1].split(")", 1)[0]
+                    flags = " ".join(sorted(f for f in flags.split() if f != "\\Recent"))
+                    date = meta.split('INTERNALDATE "', 1)[1].split('"', 1)[0]
+                    msgs.append((bytes(part[1]), flags, date))
+            out[name] = sorted(msgs)
+    finally:
+        c.logout()
+    return out
+
+
+def epochs(d: dict[str, list[tuple[bytes, str, str]]]) -> dict[str, list[tuple[bytes, str, int]]]:
+    """Dates as instants (a Maildir keeps the instant, not the sender's zone)."""
+    import calendar
+    import time
+
+    def ep(s: str) -> int:
+        t = time.strptime(s[:20], "%d-%b-%Y %H:%M:%S")
+        off = (int(s[22:24]) * 3600 + int(s[24:26]) * 60) * (-1 if s[21] == "-" else 1)
+        return calendar.timegm(t) - off
+
+    return {k: sorted((b, f, ep(dt)) for b, f, dt in v) for k, v in d.items()}
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The lean entry in a subprocess, as a user or cron would run it."""
+    import os
+
+    e = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "mailctl.sync", *args], capture_output=True,
+                          text=True, env=e, cwd=ROOT, timeout=120)
+
+
+def pwfile(tmp: Path, pw: str, name: str = "pw") -> str:
+    p = tmp / name
+    p.write_text(pw + "\n")
+    p.chmod(0o600)
+    return str(p)
