@@ -9,14 +9,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := postfix dovecot-imapd dovecot-lmtpd swaks openssl ca-certificates \
                 knot knot-dnsutils unbound prometheus postgresql zbar-tools librsvg2-bin
+BENCH_APT := isync offlineimap
 EXAMPLE := examples/mailctl.yaml
 
-.PHONY: deps apt venv test lint typecheck pytest demo demo-down bench clean
+.PHONY: deps apt apt-install venv test lint typecheck pytest demo demo-down bench clean
 
 deps: apt venv
 
 apt:
-	@missing=""; for p in $(APT_PACKAGES); do \
+	@$(MAKE) --no-print-directory apt-install PKGS="$(APT_PACKAGES)"
+
+apt-install:
+	@missing=""; for p in $(PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -63,8 +67,17 @@ demo: deps
 demo-down: venv
 	$(BIN)/mailctl sandbox down -f $(EXAMPLE)
 
+# Each benchmark prints ratios against its named peer, measured in the same run
+# (docs/benchmarks.md). Peers: docker-mailserver's setup loop, checkdmarc (own venv),
+# mailadm (own venv), mbsync/offlineimap/dsync, a raw smtplib+imaplib roundtrip.
 bench: deps
+	@$(MAKE) --no-print-directory apt-install PKGS="$(BENCH_APT)"
 	$(BIN)/python bench/provision_bench.py
+	$(BIN)/python bench/providers_bench.py
+	$(BIN)/python bench/dns_bench.py
+	$(BIN)/python bench/accounts_bench.py
+	$(BIN)/python bench/sync_bench.py
+	$(BIN)/python bench/probe_bench.py
 
 clean:
 	-$(BIN)/mailctl sandbox down -f $(EXAMPLE) 2>/dev/null

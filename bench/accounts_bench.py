@@ -193,6 +193,19 @@ class Mailctl:
         self.proc.wait(30)
 
 
+def ensure_mailadm(python: Path) -> bool:
+    """The peer in its own virtualenv, from PyPI, made on first use."""
+    if python.exists():
+        return True
+    venv = python.parent.parent
+    print(f"creating {venv} with mailadm 1.0.0 from PyPI ...", flush=True)
+    made = subprocess.run([sys.executable, "-m", "venv", str(venv)]).returncode == 0
+    made = made and subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "mailadm==1.0.0", "setuptools<82",
+         "gunicorn"]).returncode == 0
+    return made and python.exists()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mailadm-python", type=Path, default=Path("/tmp/mailadm-venv/bin/python"))
@@ -210,7 +223,7 @@ def main() -> None:
     rows: list[Row] = []
     work = Path(tempfile.mkdtemp(prefix="accounts-bench-"))
     try:
-        if args.mailadm_python.exists():
+        if ensure_mailadm(args.mailadm_python):
             (work / "mailadm").mkdir()
             ma = Mailadm(args.mailadm_python, api, work / "mailadm")
             try:
