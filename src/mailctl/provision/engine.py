@@ -12,9 +12,10 @@ from typing import Any
 
 from mailctl.config.load import Config
 from mailctl.model import DomainState, Kind, Mailbox
+from mailctl.providers.base import ProviderError
 from mailctl.provision.changes import Action, Change, Outcome, Status
 from mailctl.provision.plan import Plan, diff_domain
-from mailctl.secret import Secret, generate_password
+from mailctl.secret import Secret, generate_password, scrub
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +126,10 @@ def execute(
         log.info("provider %s: applying %d changes", pname, len(batch))
         try:
             outcomes = config.provider(pname).apply(batch)
+        except ProviderError as exc:  # e.g. the dms folder does not exist
+            outcomes = [Outcome(ch, Status.NOT_ATTEMPTED, scrub(str(exc)), kind=exc.kind.value)
+                        for ch in batch]
         except Exception as exc:  # a provider bug must not hide what was already done
-            from mailctl.secret import scrub
-
             msg = scrub(f"{type(exc).__name__}: {exc}")
             outcomes = [Outcome(ch, Status.NOT_ATTEMPTED, msg) for ch in batch]
         result.outcomes.extend(outcomes)
@@ -135,7 +137,7 @@ def execute(
             on_outcomes(outcomes)
     done = {o.change.key for o in result.outcomes
             if o.status is Status.DONE and o.change.kind is Kind.MAILBOX
-            and o.change.action is Action.CREATE and o.error is None}
+            and o.change.action is Action.CREATE and not o.adopted}
     result.generated = {a: s for a, s in generated.items() if a in done}
     failed = set(generated) - set(result.generated)
     if secrets_out is not None and failed and generated:
