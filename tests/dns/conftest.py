@@ -118,8 +118,10 @@ def self_hosted_zone(domain: str, **replace: str | None) -> str:
     return "\n".join(body)
 
 
-def check(lab: DnsLab, spec: DomainDnsSpec, https: HttpsOptions | None = None) -> DomainReport:
-    return asyncio.run(check_domains([spec], lab.resolver, timeout=1.0, https=https))[0]
+def check(lab: DnsLab, spec: DomainDnsSpec, https: HttpsOptions | None = None, *,
+          ns_check: bool = False) -> DomainReport:
+    return asyncio.run(check_domains([spec], lab.resolver, timeout=1.0, https=https,
+                                     ns_check=ns_check, ns_port=lab.auth_port))[0]
 
 
 def migadu_spec(domain: str, **kw: Any) -> DomainDnsSpec:

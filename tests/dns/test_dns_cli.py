@@ -23,8 +23,8 @@ runner = CliRunner()
 def test_check_exit_codes_and_json(world: DnsLab) -> None:
     world.publish("cliok.test", migadu_zone("cliok.test"))
     world.publish("clibad.test", migadu_zone("clibad.test", key3=None))
-    base = ["check", "--json", "--resolver", world.resolver, "--profile", "migadu",
-            "--param", "verify=abc"]
+    base = ["check", "--json", "--resolver", world.resolver, "--ns-check",
+            "--ns-port", str(world.auth_port), "--profile", "migadu", "--param", "verify=abc"]
     ok = runner.invoke(app, [*base, "cliok.test"])
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.stdout)["domains"][0]["status"] == "ok"
@@ -145,3 +145,26 @@ def test_settings_block_defaults_profile_to_provider_type() -> None:
         DnsSettings.model_validate({"relay": ["brevo"]})
     assert spec_from_settings("a.org", "migadu", DnsSettings.model_validate(
         {"mta_sts": {"mode": "enforce"}})).mta_sts_mode == "enforce"
+
+
+def test_fail_on_error_lets_warnings_pass(world: DnsLab) -> None:
+    world.publish("cliwarn.test", migadu_zone(
+        "cliwarn.test", dmarc='_dmarc TXT "v=DMARC1; p=none; rua=mailto:d@cliwarn.test"'))
+    world.publish("clierr.test", migadu_zone("clierr.test", key1=None))
+    base = ["check", "--json", "--resolver", world.resolver, "--profile", "migadu",
+            "--param", "verify=abc"]
+    default = runner.invoke(app, [*base, "cliwarn.test"])
+    assert default.exit_code == 1, default.output  # p=none is a warning: fails by default
+    assert json.loads(default.stdout)["domains"][0]["status"] == "problems"
+    lenient = runner.invoke(app, [*base, "--fail-on", "error", "cliwarn.test"])
+    assert lenient.exit_code == 0, lenient.output
+    data = json.loads(lenient.stdout)
+    assert data["exit_code"] == 0 and data["domains"][0]["status"] == "ok"
+    assert "dmarc.policy_none" in [f["code"] for f in data["domains"][0]["findings"]]
+    both = runner.invoke(app, [*base, "--fail-on", "error", "cliwarn.test", "clierr.test"])
+    assert both.exit_code == 1
+    warn_and_unknown = runner.invoke(app, [*base, "--fail-on", "error", "--timeout", "0.3",
+                                           "cliwarn.test", "nowhere.example"])
+    assert warn_and_unknown.exit_code == 3
+    bad = runner.invoke(app, [*base, "--fail-on", "info", "cliwarn.test"])
+    assert bad.exit_code == 1 and "must be error or warning" in bad.stderr

@@ -165,19 +165,34 @@ def check_cmd(
     ca_file: Annotated[Path | None, typer.Option(
         "--ca-file", help="CA bundle for MTA-STS policy fetches")] = None,
     https_port: Annotated[int, typer.Option("--https-port", hidden=True)] = 443,
+    ns_check: Annotated[bool, typer.Option(
+        "--ns-check/--no-ns-check",
+        help="also ask each authoritative nameserver directly and compare their answers "
+        "(stale secondary, lame or dead server)",
+    )] = False,
+    ns_port: Annotated[int, typer.Option("--ns-port", hidden=True)] = 53,
+    fail_on: Annotated[str, typer.Option(
+        "--fail-on", help="lowest severity that makes the exit code 1: error or warning",
+    )] = "warning",
     profile: ProfileOpt = None, relay: RelayOpt = None, selector: SelectorOpt = None,
     mx_host: MxOpt = None, param: ParamOpt = None, mta_sts: MtaStsOpt = None,
     profile_dir: ProfileDirOpt = None, file: FileOpt = None,
 ) -> None:
-    """What is published vs what is expected, plus lint. Exit 0 ok, 1 problems, 3 could not tell."""
+    """What is published vs what is expected, plus lint.
+
+    Exit 0 ok, 1 problems (errors, and warnings unless --fail-on error), 3 could not tell.
+    """
     import ssl
 
     from mailctl.dns.check import check_domains_sync
     from mailctl.dns.context import HttpsOptions
-    from mailctl.dns.findings import overall_exit_code
+    from mailctl.dns.findings import Severity, overall_exit_code
     from mailctl.dns.render import reports_json, reports_table
     from mailctl.dns.resolver import parse_server
 
+    if fail_on not in ("error", "warning"):
+        fail(f"--fail-on {fail_on!r} must be error or warning")
+    threshold = Severity(fail_on)
     if resolver:
         try:
             parse_server(resolver)
@@ -193,12 +208,13 @@ def check_cmd(
     except (OSError, ssl.SSLError) as exc:
         fail(f"--ca-file {ca_file}: {exc}")
     reports = check_domains_sync(specs, resolver, timeout=timeout,
-                                 https=HttpsOptions(ssl_context=context, port=https_port))
+                                 https=HttpsOptions(ssl_context=context, port=https_port),
+                                 ns_check=ns_check, ns_port=ns_port)
     if as_json:
-        typer.echo(reports_json(reports))
+        typer.echo(reports_json(reports, threshold))
     else:
-        reports_table(reports, _console())
-    raise typer.Exit(overall_exit_code(reports))
+        reports_table(reports, _console(), threshold)
+    raise typer.Exit(overall_exit_code(reports, threshold))
 
 
 @app.command("mta-sts")

@@ -71,25 +71,50 @@ def report_domains(tags: dict[str, str]) -> list[tuple[str, str]]:
     return out
 
 
-def _same_org(a: str, b: str) -> bool:
-    """Without a public-suffix list, treat a name and its sub-domains as one organisation."""
-    return a == b or a.endswith("." + b) or b.endswith("." + a)
-
-
-async def check_dmarc(ctx: Context) -> None:
-    domain = ctx.domain
+async def _lookup(ctx: Context, domain: str) -> tuple[str, list[str], list[str]] | None:
+    """(name, DMARC records, other TXT) at `_dmarc.<domain>`; None (reported) if unknown."""
     name = f"_dmarc.{domain}"
-    want = next((r.value for r in ctx.expected_of("dmarc")), None)
     answer = await ctx.client.query(name, "TXT")
     if answer.outcome.failed:
         ctx.unknown("dmarc.unknown", answer)
-        return
+        return None
     records = [t for t in answer.texts() if is_dmarc(t)]
+    return name, records, [t for t in answer.texts() if not is_dmarc(t)]
+
+
+async def check_dmarc(ctx: Context) -> None:
+    """One record at `_dmarc.<domain>`, or else the organisational domain's (RFC 7489 §6.6.3).
+
+    A sub-domain without its own record is governed by its organisational
+    domain's `sp=` (or `p=`), so that is the policy checked; reporting it as
+    missing would send users to fix something receivers never look at.
+    """
+    domain = ctx.domain
+    want = next((r.value for r in ctx.expected_of("dmarc")), None)
+    own = await _lookup(ctx, domain)
+    if own is None:
+        return
+    name, records, other = own
+    inherited_from: str | None = None
+    org = domain
     if not records:
-        stray = [t for t in answer.texts() if t.lower().startswith("v=spf1")]
-        ctx.add("dmarc.missing", S.ERROR, name, "no DMARC record: receivers cannot enforce "
-                "anything and large mailbox providers may reject bulk mail",
-                found="; ".join(stray) or None, expected=want, fix=f'add TXT at {name}: "{want}"')
+        from mailctl.dns.psl import organisational_domain
+
+        org = organisational_domain(domain)
+        if org != domain:
+            found = await _lookup(ctx, org)
+            if found is None:
+                return
+            if found[1]:
+                inherited_from = org
+                name, records, _ = found
+    if not records:
+        stray = [t for t in other if t.lower().startswith("v=spf1")]
+        also = f" (nor at its organisational domain {org})" if org != domain else ""
+        ctx.add("dmarc.missing", S.ERROR, f"_dmarc.{domain}", f"no DMARC record{also}: "
+                "receivers cannot enforce anything and large mailbox providers may reject "
+                "bulk mail", found="; ".join(stray) or None,
+                expected=want, fix=f'add TXT at _dmarc.{domain}: "{want}"')
         return
     if len(records) > 1:
         ctx.add("dmarc.multiple", S.ERROR, name, f"{len(records)} DMARC records: receivers "
@@ -108,8 +133,21 @@ async def check_dmarc(ctx: Context) -> None:
         ctx.add("dmarc.deprecated_tag", S.INFO, name,
                 f"{key}= was removed by DMARCbis (RFC 9989) and is ignored by newer receivers",
                 found=record, fix=f"remove {key}= (use t=y for a test rollout)")
+    if inherited_from is None:
+        _policy(ctx, name, record, tags, want)
+    else:
+        _inherited_policy(ctx, name, record, tags, want, inherited_from)
+    for address in ctx.spec.dmarc_rua:
+        if address.lower().removeprefix("mailto:") not in tags.get("rua", "").lower():
+            ctx.add("dmarc.rua_missing", S.WARNING, name,
+                    f"configured report address {address} is not in rua=", found=record,
+                    expected=want, fix="publish the configured rua")
+    await _external_authorisation(ctx, name, record, tags, inherited_from or domain)
+
+
+def _policy(ctx: Context, name: str, record: str, tags: dict[str, str],
+            want: str | None) -> None:
     policy = tags.get("p", "").lower()
-    wanted_policy = re.search(r"p=(\w+)", want or "")
     if "p" not in tags:
         ctx.add("dmarc.policy_missing", S.ERROR, name, "no p= tag: the policy defaults to none",
                 found=record, expected=want, fix="add p=quarantine or p=reject")
@@ -117,26 +155,52 @@ async def check_dmarc(ctx: Context) -> None:
         ctx.add("dmarc.policy_none", S.WARNING, name, "p=none only monitors: spoofed mail is "
                 "still delivered", found=record, expected=want,
                 fix="move to p=quarantine, then p=reject, once reports show all senders pass")
-    if (wanted_policy and policy in _STRENGTH
-            and _STRENGTH[policy] < _STRENGTH.get(wanted_policy.group(1), 0) and policy != "none"):
-        ctx.add("dmarc.policy_weaker", S.WARNING, name,
-                f"p={policy} is weaker than the configured p={wanted_policy.group(1)}",
-                found=record, expected=want, fix="publish the configured policy")
+    _weaker(ctx, name, record, policy, want, "p")
     if tags.get("sp", "").lower() == "none" and policy in ("quarantine", "reject"):
         ctx.add("dmarc.sp_none", S.WARNING, name, "sp=none leaves sub-domains spoofable",
                 found=record, fix="remove sp= (it inherits p=) or set it to quarantine/reject")
-    for address in ctx.spec.dmarc_rua:
-        if address.lower().removeprefix("mailto:") not in tags.get("rua", "").lower():
-            ctx.add("dmarc.rua_missing", S.WARNING, name,
-                    f"configured report address {address} is not in rua=", found=record,
-                    expected=want, fix="publish the configured rua")
-    await _external_authorisation(ctx, name, record, tags)
+
+
+def _inherited_policy(ctx: Context, name: str, record: str, tags: dict[str, str],
+                      want: str | None, org: str) -> None:
+    """The organisational record governs this sub-domain through `sp=`, else `p=`."""
+    key = "sp" if "sp" in tags else "p"
+    policy = tags.get(key, "").lower()
+    ctx.add("dmarc.inherited", S.INFO, f"_dmarc.{ctx.domain}",
+            f"no own DMARC record: the organisational domain {org}'s record applies "
+            f"({key}={policy or 'none'})", found=record, expected=want,
+            fix=f"nothing to do; publish TXT at _dmarc.{ctx.domain} only to differ from {org}")
+    if "p" not in tags:
+        ctx.add("dmarc.policy_missing", S.ERROR, name, "no p= tag: the policy defaults to none",
+                found=record, expected=want, fix="add p=quarantine or p=reject")
+    elif policy == "none":
+        ctx.add("dmarc.policy_none", S.WARNING, name,
+                f"{ctx.domain} inherits {key}=none from {org}: spoofed mail is still delivered",
+                found=record, expected=want,
+                fix=f"set sp=quarantine or reject at {name} (or remove sp=), or publish "
+                f"a stricter record at _dmarc.{ctx.domain}")
+    _weaker(ctx, name, record, policy, want, key)
+
+
+def _weaker(ctx: Context, name: str, record: str, policy: str, want: str | None,
+            key: str) -> None:
+    wanted = re.search(r"p=(\w+)", want or "")
+    if (wanted and policy in _STRENGTH and policy != "none"
+            and _STRENGTH[policy] < _STRENGTH.get(wanted.group(1), 0)):
+        ctx.add("dmarc.policy_weaker", S.WARNING, name,
+                f"{key}={policy} is weaker than the configured p={wanted.group(1)}",
+                found=record, expected=want, fix="publish the configured policy")
 
 
 async def _external_authorisation(ctx: Context, name: str, record: str,
-                                  tags: dict[str, str]) -> None:
-    external = sorted({(k, d) for k, d in report_domains(tags) if not _same_org(d, ctx.domain)})
-    names = [f"{ctx.domain}._report._dmarc.{d}" for _, d in external]
+                                  tags: dict[str, str], owner: str) -> None:
+    """`owner` is the domain whose record names the destinations (RFC 7489 §7.1 step 3)."""
+    from mailctl.dns.psl import same_organisation
+
+    external = sorted({(k, d) for k, d in report_domains(tags)
+                       if not (d == owner or d.endswith("." + owner))
+                       and not same_organisation(d, owner)})
+    names = [f"{owner}._report._dmarc.{d}" for _, d in external]
     answers = await asyncio.gather(*(ctx.client.query(n, "TXT") for n in names))
     for (key, dest), auth_name, answer in zip(external, names, answers, strict=True):
         if answer.outcome.failed:

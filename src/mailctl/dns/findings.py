@@ -20,6 +20,11 @@ class Severity(StrEnum):
 
 
 _RANK = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.UNKNOWN: 2, Severity.INFO: 3}
+# which severities make a domain "problems" for each --fail-on level
+_FAILING = {
+    Severity.ERROR: {Severity.ERROR},
+    Severity.WARNING: {Severity.ERROR, Severity.WARNING},
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +65,17 @@ class DomainReport:
 
     @property
     def status(self) -> Status:
-        """Problems outrank unknowns: a known error is worth acting on even if
+        return self.status_for(Severity.WARNING)
+
+    def status_for(self, fail_on: Severity) -> Status:
+        """The verdict when findings of `fail_on` or worse count as problems.
+
+        Problems outrank unknowns: a known error is worth acting on even if
         another lookup failed; only when nothing wrong was seen does "could not
-        tell" decide."""
+        tell" decide. With `fail_on=ERROR`, warnings (e.g. `p=none` during a
+        DMARC rollout) are shown but do not fail a script."""
         severities = {f.severity for f in self.findings}
-        if severities & {Severity.ERROR, Severity.WARNING}:
+        if severities & _FAILING[fail_on]:
             return Status.PROBLEMS
         if Severity.UNKNOWN in severities:
             return Status.UNKNOWN
@@ -76,18 +87,19 @@ class DomainReport:
     def sorted_findings(self) -> list[Finding]:
         return sorted(self.findings, key=lambda f: (_RANK[f.severity], f.code, f.name))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, fail_on: Severity = Severity.WARNING) -> dict[str, Any]:
         return {
             "domain": self.domain,
-            "status": self.status.value,
+            "status": self.status_for(fail_on).value,
             "queries": self.queries,
             "seconds": round(self.seconds, 4),
             "findings": [f.to_dict() for f in self.sorted_findings()],
         }
 
 
-def overall_exit_code(reports: list[DomainReport]) -> int:
-    statuses = {r.status for r in reports}
+def overall_exit_code(reports: list[DomainReport], fail_on: Severity = Severity.WARNING) -> int:
+    """0 all good, 1 problems (findings of `fail_on` or worse), 3 could not tell."""
+    statuses = {r.status_for(fail_on) for r in reports}
     if Status.PROBLEMS in statuses:
         return 1
     if Status.UNKNOWN in statuses:

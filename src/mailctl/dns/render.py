@@ -99,20 +99,21 @@ def render_records(records: list[Record], origin: str, fmt: str, console: Consol
     console.out(text, end="" if text.endswith("\n") else "\n", highlight=False)
 
 
-def reports_json(reports: list[DomainReport]) -> str:
+def reports_json(reports: list[DomainReport], fail_on: Severity = Severity.WARNING) -> str:
     from mailctl.dns.findings import overall_exit_code
 
-    return json.dumps({"exit_code": overall_exit_code(reports),
-                       "domains": [r.to_dict() for r in reports]}, indent=2)
+    return json.dumps({"exit_code": overall_exit_code(reports, fail_on),
+                       "domains": [r.to_dict(fail_on) for r in reports]}, indent=2)
 
 
-def reports_table(reports: list[DomainReport], console: Console) -> None:
+def reports_table(reports: list[DomainReport], console: Console,
+                  fail_on: Severity = Severity.WARNING) -> None:
     from rich.table import Table
     from rich.text import Text
 
     for report in reports:
         head = {"ok": "[green]ok[/]", "problems": "[red]problems[/]",
-                "unknown": "[magenta]could not tell[/]"}[report.status.value]
+                "unknown": "[magenta]could not tell[/]"}[report.status_for(fail_on).value]
         console.print(f"[bold]{report.domain}[/]: {head} "
                       f"({len(report.findings)} findings, {report.queries} queries)")
         if not report.findings:

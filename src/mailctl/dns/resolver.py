@@ -44,6 +44,7 @@ class Answer:
     rdatas: tuple[Any, ...] = ()  # dnspython rdata objects of `rdtype` at the end of the chain
     cnames: tuple[str, ...] = ()  # CNAME targets followed from qname, in order
     detail: str = ""
+    flags: int = 0  # header flags of the response (AA: authoritative, AD: validated)
 
     @property
     def ok(self) -> bool:
@@ -99,6 +100,7 @@ class DnsClient:
     timeout: float = 2.0
     tries: int = 2
     concurrency: int = 64
+    recurse: bool = True  # False: RD=0, for asking authoritative servers directly
     sent: int = 0
     _cache: dict[tuple[str, str], asyncio.Task[Answer]] = field(default_factory=dict)
     _sem: asyncio.Semaphore | None = None
@@ -127,6 +129,7 @@ class DnsClient:
     async def _query(self, name: str, rdtype: str) -> Answer:
         import dns.asyncquery
         import dns.exception
+        import dns.flags
         import dns.message
         import dns.name
         import dns.rcode
@@ -142,6 +145,10 @@ class DnsClient:
         # TCP fallback (a connection per query) is the exception, not the rule
         request = dns.message.make_query(qname, dns.rdatatype.from_text(rdtype), use_edns=0,
                                          payload=1232)
+        if self.recurse:
+            request.flags |= dns.flags.AD  # RFC 6840 §5.7: ask a validating resolver to say so
+        else:
+            request.flags &= ~dns.flags.RD
         last = Answer(name, rdtype, Outcome.TIMEOUT, detail="no server tried")
         for _ in range(self.tries):
             for host, port in self.servers:
@@ -180,7 +187,8 @@ def _interpret(name: str, rdtype: str, resp: Any) -> Answer:
     for _ in range(16):  # follow the CNAME chain the resolver included
         rrset = resp.get_rrset(resp.answer, current, dns.rdataclass.IN, wanted)
         if rrset is not None:
-            return Answer(name, rdtype, Outcome.OK, tuple(rrset), tuple(cnames))
+            return Answer(name, rdtype, Outcome.OK, tuple(rrset), tuple(cnames),
+                          flags=resp.flags)
         if wanted == dns.rdatatype.CNAME:
             break
         cname = resp.get_rrset(resp.answer, current, dns.rdataclass.IN, dns.rdatatype.CNAME)
@@ -188,6 +196,5 @@ def _interpret(name: str, rdtype: str, resp: Any) -> Answer:
             break
         current = cname[0].target
         cnames.append(current.to_text(omit_final_dot=True).lower())
-    if resp.rcode() == dns.rcode.NXDOMAIN:
-        return Answer(name, rdtype, Outcome.NXDOMAIN, cnames=tuple(cnames))
-    return Answer(name, rdtype, Outcome.NODATA, cnames=tuple(cnames))
+    outcome = Outcome.NXDOMAIN if resp.rcode() == dns.rcode.NXDOMAIN else Outcome.NODATA
+    return Answer(name, rdtype, outcome, cnames=tuple(cnames), flags=resp.flags)
