@@ -161,7 +161,9 @@ class Node:
 
 async def fetch_record(client: DnsClient, domain: str) -> tuple[Answer, list[str]]:
     answer = await client.query(domain, "TXT")
-    return answer, [t for t in answer.texts() if is_spf(t)]
+    # Sorted: servers return TXT sets in any order, and with two SPF records
+    # (already an error) the analysis of "the" record must not change between runs.
+    return answer, sorted(t for t in answer.texts() if is_spf(t))
 
 
 async def walk(client: DnsClient, domain: str, via: str = "root",
