@@ -215,8 +215,9 @@ def main() -> None:
         s = mig["seq_sample"]
         print(f"  sequential script without a limiter (real 120 s window): {s.calls} POSTs "
               f"in {s.seconds:.2f} s, {seq_trips} refused with 403")
-        print(f"  no-change plan: {mig['noop'].calls} calls = {n} domains x 2 object types: "
-              f"{mig['noop'].calls == 2 * n}")
+        # Mailboxes (identities and forwardings embedded), aliases, rewrites.
+        print(f"  no-change plan: {mig['noop'].calls} calls = {n} domains x 3 object types: "
+              f"{mig['noop'].calls == 3 * n}")
         print(f"\n{objs} objects per provider.")
 
 

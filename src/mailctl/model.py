@@ -93,15 +93,20 @@ def domain_of(address: str) -> str:
 class Kind(StrEnum):
     DOMAIN = "domain"
     MAILBOX = "mailbox"
+    IDENTITY = "identity"
     ALIAS = "alias"
     FORWARD = "forward"
+    REWRITE = "rewrite"
 
     @property
     def order(self) -> int:
         return _KIND_ORDER[self]
 
 
-_KIND_ORDER = {Kind.DOMAIN: 0, Kind.MAILBOX: 1, Kind.ALIAS: 2, Kind.FORWARD: 3}
+# Creates run in this order and deletes in reverse: an identity needs its mailbox,
+# a rewrite may point at aliases, and nothing is deleted while something points at it.
+_KIND_ORDER = {Kind.DOMAIN: 0, Kind.MAILBOX: 1, Kind.IDENTITY: 2, Kind.ALIAS: 3,
+               Kind.FORWARD: 4, Kind.REWRITE: 5}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,15 +115,67 @@ class SpamSettings:
     aggressiveness: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Which protocols may log in; None = not managed."""
+
+    imap: bool | None = None
+    pop3: bool | None = None
+    sieve: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Autoresponder:
+    active: bool | None = None
+    subject: str | None = None
+    body: str | None = None
+    expires_on: str | None = None  # YYYY-MM-DD
+
+
+@dataclass(frozen=True, slots=True)
+class Footer:
+    active: bool | None = None
+    plain: str | None = None
+    html: str | None = None
+
+
+def _flat(out: dict[str, Any], prefix: str, obj: Any) -> None:
+    """Sub-fields flattened one by one, so that only the declared ones are owned:
+    declaring `autoresponder.active` alone never compares (or sends) its body."""
+    if obj is None:
+        return
+    for name in obj.__slots__:
+        value = getattr(obj, name)
+        if value is not None:
+            out[f"{prefix}_{name}"] = value
+
+
+# Address/pattern sets a mailbox filters with; order is never drift.
+ADDRESS_LISTS = ("sender_allowlist", "sender_denylist", "recipient_denylist")
+
+
 @dataclass(slots=True)
 class Mailbox:
     address: str
     name: str | None = None
     quota: int | None = None  # bytes; None = not managed, 0 = unlimited
     spam: SpamSettings | None = None
+    may_send: bool | None = None
+    may_receive: bool | None = None
+    access: Access | None = None
+    # Sorted, lower-cased patterns (addresses, @domains); None = not managed.
+    sender_allowlist: tuple[str, ...] | None = None
+    sender_denylist: tuple[str, ...] | None = None
+    recipient_denylist: tuple[str, ...] | None = None
+    autoresponder: Autoresponder | None = None
+    footer: Footer | None = None
+    # Where the provider sends password invitations and recovery mail.
+    recovery_email: str | None = None
     # Write-only: set on create (declared or generated), never read back for diffing.
     password: Secret | None = field(default=None, compare=False)
     password_hash: str | None = field(default=None, compare=False)
+    # Create with no password: the provider mails `recovery_email` an invitation.
+    invite: bool = field(default=False, compare=False)
 
     kind = Kind.MAILBOX
 
@@ -127,7 +184,9 @@ class Mailbox:
         return self.address
 
     def managed_fields(self) -> dict[str, Any]:
-        """Fields that can drift. Passwords and usage are deliberately absent."""
+        """Fields that can drift, only those set (declared, or read back).
+
+        Passwords, invitations and usage are deliberately absent."""
         out: dict[str, Any] = {}
         if self.name is not None:
             out["name"] = self.name
@@ -138,6 +197,78 @@ class Mailbox:
                 out["spam_action"] = self.spam.action
             if self.spam.aggressiveness is not None:
                 out["spam_aggressiveness"] = self.spam.aggressiveness
+        if self.may_send is not None:
+            out["may_send"] = self.may_send
+        if self.may_receive is not None:
+            out["may_receive"] = self.may_receive
+        _flat(out, "access", self.access)
+        for name in ADDRESS_LISTS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = sorted(value)
+        _flat(out, "autoresponder", self.autoresponder)
+        _flat(out, "footer", self.footer)
+        if self.recovery_email is not None:
+            out["recovery_email"] = self.recovery_email
+        return out
+
+
+@dataclass(slots=True)
+class Identity:
+    """Another address a mailbox sends (and may log in) as, e.g. Migadu's identities."""
+
+    address: str
+    mailbox: str  # the owning mailbox's address
+    name: str | None = None
+    may_send: bool | None = None
+    may_receive: bool | None = None
+    access: Access | None = None
+    footer: Footer | None = None
+    # Write-only (never returned by the provider): how the identity logs in.
+    password_use: str = field(default="none", compare=False)  # none | mailbox | custom
+    password: Secret | None = field(default=None, compare=False)
+
+    kind = Kind.IDENTITY
+
+    @property
+    def key(self) -> str:
+        return self.address
+
+    def managed_fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mailbox": self.mailbox}
+        if self.name is not None:
+            out["name"] = self.name
+        if self.may_send is not None:
+            out["may_send"] = self.may_send
+        if self.may_receive is not None:
+            out["may_receive"] = self.may_receive
+        _flat(out, "access", self.access)
+        _flat(out, "footer", self.footer)
+        return out
+
+
+@dataclass(slots=True)
+class Rewrite:
+    """Local parts matching a glob (`demo-*`) delivered to `destinations`.
+
+    Keyed `domain/name` (the name is the provider's slug), not by an address."""
+
+    key: str
+    rule: str
+    destinations: tuple[str, ...]
+    order: int | None = None
+
+    kind = Kind.REWRITE
+
+    @property
+    def name(self) -> str:
+        return self.key.partition("/")[2]
+
+    def managed_fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"local_part_rule": self.rule,
+                               "destinations": list(self.destinations)}
+        if self.order is not None:
+            out["order"] = self.order
         return out
 
 
@@ -180,7 +311,7 @@ class Forward:
         return {"destinations": list(self.destinations), "keep": self.keep}
 
 
-MailObject = Mailbox | Alias | Forward
+MailObject = Mailbox | Alias | Forward | Identity | Rewrite
 
 
 @dataclass(slots=True)
@@ -191,7 +322,11 @@ class DomainState:
     mailboxes: dict[str, Mailbox] = field(default_factory=dict)
     aliases: dict[str, Alias] = field(default_factory=dict)
     forwards: dict[str, Forward] = field(default_factory=dict)
+    identities: dict[str, Identity] = field(default_factory=dict)
+    rewrites: dict[str, Rewrite] = field(default_factory=dict)
     exists: bool = True
+    # Not drift, but worth telling: e.g. a forward its target has not confirmed yet.
+    pending: list[str] = field(default_factory=list)
 
     def objects(self, kind: Kind) -> dict[str, Any]:
         if kind is Kind.MAILBOX:
@@ -200,7 +335,12 @@ class DomainState:
             return self.aliases
         if kind is Kind.FORWARD:
             return self.forwards
+        if kind is Kind.IDENTITY:
+            return self.identities
+        if kind is Kind.REWRITE:
+            return self.rewrites
         raise ValueError(kind)
 
     def count(self) -> int:
-        return len(self.mailboxes) + len(self.aliases) + len(self.forwards)
+        return (len(self.mailboxes) + len(self.aliases) + len(self.forwards)
+                + len(self.identities) + len(self.rewrites))

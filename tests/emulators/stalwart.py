@@ -6,7 +6,14 @@ per-object failures inside HTTP 200 (`notCreated`/`notUpdated`/
 `notDestroyed` with SetError types such as `primaryKeyViolation`);
 method-level `error` responses; `#ids` back-references; sets as JMAP maps;
 unset nullable fields returned as `null`; JSON pointer patches on update.
-With `legacy=True` it is a 0.15 server: no JMAP management, `/api/principal`.
+
+With `legacy=True` it is a 0.15 server: a JMAP session without
+`urn:stalwart:jmap`, and `/api/principal` with its quirks — every failure an
+HTTP 200 `{"error": ...}` (`fieldAlreadyExists` on a duplicate name or email,
+`notFound`, `fieldMissing`), `{"data": ...}` on success, paging by `page`/
+`limit` capped at `max_page`, PATCH as a list of set/addItem/removeItem
+operations, secrets stored verbatim, and addresses accepted only in domains
+that exist as `domain` principals.
 """
 
 from __future__ import annotations
@@ -33,8 +40,13 @@ class StalwartEmulator(Emulator):
         self.accounts: dict[str, dict[str, Any]] = {}
         self.lists: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1)
+        self.principals: dict[str, dict[str, Any]] = {}  # legacy: name -> principal
+        self.max_page = 1000  # legacy: the server's cap on `limit`
 
     def add_domain(self, name: str) -> str:
+        if self.legacy:
+            self.add_principal({"type": "domain", "name": name})
+            return name
         i = f"d{next(self._ids)}"
         self.domains[i] = {"id": i, "name": name, "isEnabled": True, "description": None}
         return i
@@ -63,9 +75,7 @@ class StalwartEmulator(Emulator):
 
     def handle(self, req: Request) -> Reply:
         if self.legacy:
-            if req.path == "api/principal" and req.method == "GET":
-                return Reply(200, {"data": {"items": [], "total": 0}})
-            return Reply(404, {"error": "notFound"})
+            return self._legacy(req)
         if req.path == ".well-known/jmap" and req.method == "GET":
             return Reply(200, {"capabilities": {"urn:ietf:params:jmap:core": {},
                                                 "urn:stalwart:jmap": {}},
@@ -184,3 +194,69 @@ class StalwartEmulator(Emulator):
         if type_ == "x:MailingList" and not isinstance(new.get("recipients"), dict):
             return {"type": "invalidProperties", "properties": ["recipients"]}
         return None
+
+    # -- 0.15: /api/principal -------------------------------------------------------
+
+    def add_principal(self, p: dict[str, Any]) -> dict[str, Any]:
+        obj = {"id": next(self._ids), "description": None, "emails": [], "secrets": [],
+               "quota": 0, "members": [], "externalMembers": [], "memberOf": [],
+               "roles": [], **p}
+        self.principals[obj["name"]] = obj
+        return obj
+
+    def _legacy(self, req: Request) -> Reply:
+        if req.path == ".well-known/jmap" and req.method == "GET":  # mail JMAP only
+            return Reply(200, {"capabilities": {"urn:ietf:params:jmap:core": {},
+                                                "urn:ietf:params:jmap:mail": {}},
+                               "apiUrl": self.url + "/jmap", "accounts": {}})
+        if req.path == "api/principal":
+            if req.method == "GET":
+                return self._legacy_list(req)
+            if req.method == "POST":
+                return Reply(200, self._legacy_create(req.json() or {}))
+        elif req.path.startswith("api/principal/"):
+            name = req.path.removeprefix("api/principal/")
+            obj = self.principals.get(name)
+            if obj is None:
+                return Reply(200, {"error": "notFound", "item": name})
+            if req.method == "GET":
+                return Reply(200, {"data": obj})
+            if req.method == "DELETE":
+                del self.principals[name]
+                return Reply(200, {"data": None})
+            if req.method == "PATCH":
+                for op in req.json() or []:
+                    field, value = op["field"], op.get("value")
+                    if op["action"] == "set":
+                        obj[field] = value
+                    elif op["action"] == "addItem":
+                        obj.setdefault(field, []).append(value)
+                    elif op["action"] == "removeItem" and value in obj.get(field, []):
+                        obj[field].remove(value)
+                return Reply(200, {"data": None})
+        return Reply(404, {"error": "notFound"})
+
+    def _legacy_list(self, req: Request) -> Reply:
+        types = set(",".join(req.query.get("types", req.query.get("type", [""]))).split(","))
+        rows = [p for p in self.principals.values() if p["type"] in types or types == {""}]
+        page = int(req.query.get("page", ["0"])[0])
+        limit = min(int(req.query.get("limit", ["0"])[0]) or len(rows), self.max_page)
+        items = rows[(page - 1) * limit:page * limit] if page > 0 else rows
+        return Reply(200, {"data": {"items": items, "total": len(rows)}})
+
+    def _legacy_create(self, new: dict[str, Any]) -> dict[str, Any]:
+        if not new.get("name"):
+            return {"error": "fieldMissing", "field": "name"}
+        if new["name"] in self.principals:
+            return {"error": "fieldAlreadyExists", "field": "name", "value": new["name"]}
+        for email in new.get("emails") or []:
+            domain = email.rpartition("@")[2]
+            d = self.principals.get(domain)
+            if d is None or d["type"] != "domain":
+                return {"error": "notFound", "item": domain}
+            if any(email in p["emails"] for p in self.principals.values()):
+                return {"error": "fieldAlreadyExists", "field": "emails", "value": email}
+        return {"data": self.add_principal(new)["id"]}
+
+    def principal_by_email(self, address: str) -> dict[str, Any] | None:
+        return next((p for p in self.principals.values() if address in p["emails"]), None)

@@ -83,8 +83,9 @@ def test_plan_apply_status_import_cycle(msite: Site, mig: MigaduEmulator) -> Non
     mig.reset_log()
     r = msite.run("plan", "--detailed-exitcode")
     assert r.code == 0, r.all
-    assert sorted(p for _, p, _ in mig.log) == [
-        "domains/example.org/aliases", "domains/example.org/mailboxes"]
+    assert sorted(p for _, p, _ in mig.log) == [  # identities, forwardings embedded
+        "domains/example.org/aliases", "domains/example.org/mailboxes",
+        "domains/example.org/rewrites"]
     r = msite.run("status", "--json")
     assert r.code == 0 and json.loads(r.out)["in_sync"] is True
 
@@ -132,12 +133,12 @@ def test_client_side_limit_is_never_tripped(site: Site, mig: MigaduEmulator) -> 
     site.env.update({"MIGADU_KEY": KEY, "BOB_PASSWORD": BOB_PW})
     configure(site, mig, limit=3, window=1.0)
     start = time.monotonic()
-    assert site.run("plan").code == 0  # 2 reads, remembered for the next process
-    r = site.run("apply")  # 2 reads + 4 creates
+    assert site.run("plan").code == 0  # 3 reads, remembered for the next process
+    r = site.run("apply")  # 3 reads + 4 creates
     assert r.code == 0, r.all
     assert mig.trips == 0
-    assert mig.calls() == 8
-    assert time.monotonic() - start >= 2.0  # 8 calls at 3 per second: at least 2 windows
+    assert mig.calls() == 10
+    assert time.monotonic() - start >= 3.0  # 10 calls at 3 per second: at least 3 windows
 
 
 def test_403_is_a_rate_limit_backed_off_and_retried(msite: Site, mig: MigaduEmulator) -> None:

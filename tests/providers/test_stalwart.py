@@ -112,14 +112,6 @@ def test_primary_key_violation_is_adopted_or_drift(ssite: Site, sw: StalwartEmul
     assert "already exists with different settings" in failed[0]["message"]
 
 
-def test_a_015_server_is_named_as_such(ssite: Site) -> None:
-    with StalwartEmulator(TOKEN, legacy=True) as old:
-        ssite.config(CONFIG.format(url=old.url))
-        r = ssite.run("plan")
-    assert r.code == 3
-    assert "0.15 or earlier" in r.err and "0.16" in r.err
-
-
 def test_bad_token(ssite: Site, sw: StalwartEmulator) -> None:
     r = ssite.run("plan", env={"STALWART_KEY": "nope-nope-nope-nope"})
     assert r.code == 3

@@ -7,6 +7,7 @@ file is in view.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -28,8 +29,72 @@ class PasswordPolicy(Strict):
 class Spam(Strict):
     action: Literal["folder", "tag", "drop", "none"] | None = None
     aggressiveness: (
-        Literal["most_permissive", "permissive", "default", "strict", "most_strict"] | None
+        Literal["most_permissive", "more_permissive", "permissive", "default", "strict",
+                "stricter", "most_strict"] | None
     ) = None
+
+
+class Access(Strict):
+    """Protocol logins; an unset one is not managed."""
+
+    imap: bool | None = None
+    pop3: bool | None = None
+    sieve: bool | None = None  # ManageSieve
+
+
+def _iso_date(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    try:
+        return dt.date.fromisoformat(str(v).strip()).isoformat()
+    except ValueError:
+        raise ValueError("expected a date as YYYY-MM-DD") from None
+
+
+class Autoresponder(Strict):
+    active: bool | None = None
+    subject: str | None = None
+    body: str | None = None
+    expires_on: str | None = None  # YYYY-MM-DD
+
+    @field_validator("expires_on", mode="before")
+    @classmethod
+    def _date(cls, v: Any) -> str | None:
+        return _iso_date(v)
+
+
+class Footer(Strict):
+    active: bool | None = None
+    plain: str | None = None  # the text/plain footer
+    html: str | None = None
+
+
+class IdentityConfig(Strict):
+    """Another address the mailbox sends as (Migadu identities)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+    local_part: str
+    name: str | None = None
+    may_send: bool | None = None
+    may_receive: bool | None = None
+    access: Access | None = None
+    footer: Footer | None = None
+    # How the identity logs in (write-only, used on create): not at all, with the
+    # mailbox's password, or with its own `password` (a secret reference).
+    password_use: Literal["none", "mailbox", "custom"] = "none"
+    password: str | None = None
+
+
+class RewriteConfig(Strict):
+    """Local parts matching `local_part_rule` (a glob such as `demo-*`) go to `destinations`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+    name: str  # the provider's identifier (a slug)
+    local_part_rule: str
+    destinations: tuple[str, ...] = Field(min_length=1)
+    order: int | None = Field(None, ge=0)
 
 
 class MailboxConfig(Strict):
@@ -46,6 +111,19 @@ class MailboxConfig(Strict):
     forwards: tuple[str, ...] = ()
     forward_only: bool = False
     spam: Spam | None = None
+    may_send: bool | None = None
+    may_receive: bool | None = None
+    access: Access | None = None
+    # Sets of addresses or `@domain`s; order is not drift. Absent = not managed.
+    sender_allowlist: tuple[str, ...] | None = None
+    sender_denylist: tuple[str, ...] | None = None
+    recipient_denylist: tuple[str, ...] | None = None
+    autoresponder: Autoresponder | None = None
+    footer: Footer | None = None
+    # `invitation`: no password is set; the provider mails `recovery_email` an invitation.
+    password_method: Literal["password", "invitation"] | None = None
+    recovery_email: str | None = None
+    identities: tuple[IdentityConfig, ...] = ()
 
     @field_validator("quota", mode="before")
     @classmethod
@@ -53,12 +131,10 @@ class MailboxConfig(Strict):
         return None if v is None else parse_size(v)
 
 
-
 class AliasConfig(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
     local_part: str
     destinations: tuple[str, ...] = Field(min_length=1)
-
 
 
 class DomainConfig(Strict):
@@ -68,6 +144,7 @@ class DomainConfig(Strict):
     mailboxes: list[MailboxConfig] = []
     aliases: list[AliasConfig] = []
     catch_all: list[str] | None = None
+    rewrites: list[RewriteConfig] = []
     # Local-part globs (`tmp.*`) that plan/apply never create, update or delete:
     # addresses another tool owns, e.g. mailctl's own temporary accounts.
     unmanaged: tuple[str, ...] = ()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mailctl.config.errors import Collector, did_you_mean
+from mailctl.config.extras import ExtrasMixin
 from mailctl.config.refs import RefError, Resolver
 from mailctl.config.schema import ConfigFile, DomainConfig
 from mailctl.config.yamlpos import Path_
@@ -20,6 +21,7 @@ from mailctl.model import (
     DomainState,
     Forward,
     Mailbox,
+    Rewrite,
     SpamSettings,
     domain_of,
     normalise_address,
@@ -46,10 +48,19 @@ _FEATURES = {
     "catch_all": "a catch-all (`catch_all`)",
     "aliases": "aliases",
     "external_destinations": "destinations outside the domains it hosts",
+    "forward_only": "forwards that keep no copy (`forward_only`)",
+    "send_receive": "`may_send` / `may_receive`",
+    "protocol_access": "protocol access settings (`access`)",
+    "address_lists": "sender and recipient allow/deny lists",
+    "autoresponder": "autoresponders (`autoresponder`)",
+    "footer": "footers (`footer`)",
+    "invitation": "password invitations (`password_method: invitation`, `recovery_email`)",
+    "identities": "identities (`identities`)",
+    "rewrites": "rewrites (`rewrites`)",
 }
 
 
-class _DomainBuilder:
+class _DomainBuilder(ExtrasMixin):
     def __init__(
         self,
         col: Collector,
@@ -133,6 +144,8 @@ class _DomainBuilder:
             self._feature(caps, "display_name", mc.name is not None, (*mp, "name"), dc.provider)
             self._feature(caps, "spam", mc.spam is not None, (*mp, "spam"), dc.provider)
             self._feature(caps, "quota", mbox.quota is not None, (*mp, "quota"), dc.provider)
+            self.mailbox_settings(mbox, mc, mp, caps, dc.provider)
+            self.identities(state, mbox, mc, mp, caps, dc.provider)
             for j, alias in enumerate(mc.aliases):
                 ap: Path_ = (*mp, "aliases", j)
                 a = self._addr(alias, name, ap, "alias")
@@ -147,6 +160,8 @@ class _DomainBuilder:
                     state.aliases[a] = Alias(a, (addr,))
             if mc.forwards:
                 self._feature(caps, "forwards", True, (*mp, "forwards"), dc.provider)
+                self._feature(caps, "forward_only", mc.forward_only, (*mp, "forward_only"),
+                              dc.provider)
                 dests = self._destinations(mc.forwards, name, (*mp, "forwards"))
                 if addr in dests:
                     self.col.add((*mp, "forwards"), f"{addr} forwards to itself",
@@ -176,6 +191,7 @@ class _DomainBuilder:
             key = f"@{name}"
             state.aliases[key] = Alias(key, self._destinations(dc.catch_all, name, cp))
             self.desired.where[key] = cp
+        self.rewrites(state, dc, base, caps, self.desired.where)
 
     def _destinations(
         self, raw: list[str] | tuple[str, ...], domain: str, path: Path_
@@ -254,15 +270,16 @@ def _check_destinations(
 ) -> None:
     for name, state in desired.domains.items():
         cls = provider_classes.get(desired.provider_of[name])
-        objs: list[Alias | Forward] = [*state.aliases.values(), *state.forwards.values()]
+        objs: list[Alias | Forward | Rewrite] = [
+            *state.aliases.values(), *state.forwards.values(), *state.rewrites.values()]
         for obj in objs:
-            base = desired.where.get(obj.address, ("domains", desired.raw_domain[name]))
+            base = desired.where.get(obj.key, ("domains", desired.raw_domain[name]))
             for dest in obj.destinations:
                 ddom = domain_of(dest)
                 target = desired.domains.get(ddom)
                 if target is None:
                     if cls and cls.capabilities.lacks("external_destinations"):
-                        col.add(base, f"{obj.address} -> {dest}: provider "
+                        col.add(base, f"{obj.key} -> {dest}: provider "
                                 f"{desired.provider_of[name]!r} does not support destinations "
                                 "outside the domains it hosts")
                     continue
@@ -284,7 +301,7 @@ def _check_unmanaged(desired: Desired, col: Collector) -> None:
         globs = desired.unmanaged.get(name, ())
         if not globs:
             continue
-        for addr in (*state.mailboxes, *state.aliases):
+        for addr in (*state.mailboxes, *state.aliases, *state.identities):
             if is_unmanaged(addr, globs):
                 col.add(desired.where.get(addr, ("domains", desired.raw_domain[name])),
                         f"{addr} is declared but matches `unmanaged` {list(globs)}",

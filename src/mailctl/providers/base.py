@@ -35,6 +35,17 @@ class Capabilities:
     external_destinations: bool = True
     # True when domains are explicit objects that must be created/deleted.
     domains: bool = False
+    # `forward_only: true`: forwards that keep no copy in the mailbox.
+    forward_only: bool = True
+    # Mailbox settings beyond the basics; off unless a provider maps them.
+    send_receive: bool = False  # may_send / may_receive
+    protocol_access: bool = False  # access: {imap, pop3, sieve}
+    address_lists: bool = False  # sender_allowlist / sender_denylist / recipient_denylist
+    autoresponder: bool = False
+    footer: bool = False
+    invitation: bool = False  # password_method: invitation, recovery_email
+    identities: bool = False
+    rewrites: bool = False
 
     def lacks(self, feature: str) -> bool:
         return not bool(getattr(self, feature))

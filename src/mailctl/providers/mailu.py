@@ -180,8 +180,10 @@ class MailuProvider(HttpProvider):
         elif isinstance(obj, Alias):
             body = {"email": obj.address, "destination": list(obj.destinations)}
             self._alias_call("POST", "alias", body, obj.key)
-        else:  # a forward is a setting of its user: set it, idempotently
+        elif isinstance(obj, Forward):  # a setting of its user: set it, idempotently
             self._patch("user", obj.key, self._forward_fields(obj))
+        else:
+            raise self.error(ErrorKind.INVALID, f"Mailu has no {obj.kind.value}s", obj.key)
 
     def _alias_call(self, method: str, path: str, body: dict[str, Any], key: str) -> None:
         try:
@@ -206,8 +208,10 @@ class MailuProvider(HttpProvider):
         elif isinstance(obj, Alias):
             self._alias_call("PATCH", f"alias/{quote(obj.key, safe='@')}",
                              {"destination": list(obj.destinations)}, obj.key)
-        else:
+        elif isinstance(obj, Forward):
             self._patch("user", obj.key, self._forward_fields(obj))
+        else:
+            raise self.error(ErrorKind.INVALID, f"Mailu has no {obj.kind.value}s", obj.key)
 
     def delete(self, kind: Kind, key: str) -> None:
         if kind is Kind.FORWARD:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from mailctl.model import Alias, Forward, Kind, Mailbox
+from mailctl.model import Kind, MailObject
 
 
 class Action(StrEnum):
@@ -33,13 +33,14 @@ class Change:
     domain: str
     key: str  # the address (or the domain, for Kind.DOMAIN)
     provider: str  # name of the provider instance in the config
-    desired: Mailbox | Alias | Forward | None = None
-    current: Mailbox | Alias | Forward | None = None
+    desired: MailObject | None = None
+    current: MailObject | None = None
     # field -> (current, desired); only for updates
     diff: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
     def sort_key(self) -> tuple[int, str, int, str]:
-        """Creates and updates go domain -> mailbox -> alias; deletes come last,
+        """Creates and updates go domain -> mailbox -> identity -> alias -> forward ->
+        rewrite (`Kind.order`); deletes come last,
         in the reverse kind order, so nothing points at an object being removed."""
         order = _ACTION_ORDER[self.action]
         if self.action is Action.DELETE:

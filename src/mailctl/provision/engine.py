@@ -72,6 +72,7 @@ def _prepare_passwords(config: Config, changes: list[Change]) -> dict[str, Secre
             and isinstance(mb, Mailbox)
             and mb.password is None
             and mb.password_hash is None
+            and not mb.invite  # the provider mails an invitation instead
         ):
             mb = copy.copy(mb)  # the config's desired model stays as declared
             mb.password = generate_password(config.desired.password_length.get(mb.address, 32))
@@ -162,7 +163,8 @@ def status(config: Config, domains: Sequence[str] | None = None) -> list[dict[st
             "exists": cur.exists,
         }
         for kind, plural in ((Kind.MAILBOX, "mailboxes"), (Kind.ALIAS, "aliases"),
-                             (Kind.FORWARD, "forwards")):
+                             (Kind.FORWARD, "forwards"), (Kind.IDENTITY, "identities"),
+                             (Kind.REWRITE, "rewrites")):
             mine = [c for c in changes if c.kind is kind]
             row[plural] = {
                 "declared": len(desired.objects(kind)),
@@ -171,6 +173,7 @@ def status(config: Config, domains: Sequence[str] | None = None) -> list[dict[st
                 "drifted": sorted(c.key for c in mine if c.action is Action.UPDATE),
                 "undeclared": sorted(c.key for c in mine if c.action is Action.DELETE),
             }
+        row["pending"] = sorted(cur.pending)  # e.g. unconfirmed forwards: not drift
         row["in_sync"] = not changes
         rows.append(row)
     return rows

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailctl.model import DomainState, domain_of
+from mailctl.model import ADDRESS_LISTS, Access, DomainState, Footer, Identity, Mailbox, domain_of
 
 
 def _short(address: str, domain: str) -> str:
@@ -16,6 +16,62 @@ def _size(n: int) -> str | int:
 
     text = format_size(n)
     return text if not text.endswith("B") else n
+
+
+def _access(access: Access | None) -> dict[str, bool] | None:
+    """Only the refused protocols: allowing is every provider's default."""
+    if access is None:
+        return None
+    off = {k: False for k in ("imap", "pop3", "sieve") if getattr(access, k) is False}
+    return off or None
+
+
+def _footer(footer: Footer | None) -> dict[str, Any] | None:
+    if footer is None or not (footer.active or footer.plain or footer.html):
+        return None
+    return {k: v for k, v in (("active", footer.active), ("plain", footer.plain),
+                              ("html", footer.html)) if v is not None}
+
+
+def _common(entry: dict[str, Any], obj: Mailbox | Identity) -> None:
+    """Settings mailboxes and identities share; defaults (allowed, empty) are left out,
+    which is safe: what the YAML does not declare is never compared."""
+    for flag in ("may_send", "may_receive"):
+        if getattr(obj, flag) is False:
+            entry[flag] = False
+    access = _access(obj.access)
+    if access:
+        entry["access"] = access
+    footer = _footer(obj.footer)
+    if footer:
+        entry["footer"] = footer
+
+
+def _mailbox_settings(entry: dict[str, Any], mb: Mailbox, name: str) -> None:
+    _common(entry, mb)
+    for lst in ADDRESS_LISTS:
+        value = getattr(mb, lst)
+        if value:
+            entry[lst] = list(value)
+    ar = mb.autoresponder
+    if ar is not None and (ar.active or ar.body):
+        entry["autoresponder"] = {k: v for k, v in (
+            ("active", ar.active), ("subject", ar.subject), ("body", ar.body),
+            ("expires_on", ar.expires_on)) if v is not None}
+    if mb.recovery_email:
+        entry["recovery_email"] = mb.recovery_email
+
+
+def _identities(state: DomainState) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for key in sorted(state.identities):
+        ident = state.identities[key]
+        entry: dict[str, Any] = {"local_part": _short(key, state.name)}
+        if ident.name:
+            entry["name"] = ident.name
+        _common(entry, ident)
+        out.setdefault(ident.mailbox, []).append(entry)
+    return out
 
 
 def export_domain(state: DomainState, provider: str) -> tuple[dict[str, Any], list[str]]:
@@ -38,6 +94,10 @@ def export_domain(state: DomainState, provider: str) -> tuple[dict[str, Any], li
         else:
             free.append({"local_part": _short(key, name),
                          "destinations": [_short(d, name) for d in alias.destinations]})
+    identities = _identities(state)
+    for owner in identities:
+        if owner not in state.mailboxes:
+            warnings.append(f"identities of {owner}: {owner} is not a mailbox here")
     mailboxes: list[dict[str, Any]] = []
     for key in sorted(state.mailboxes):
         mb = state.mailboxes[key]
@@ -50,6 +110,7 @@ def export_domain(state: DomainState, provider: str) -> tuple[dict[str, Any], li
             entry["spam"] = {k: v for k, v in
                              (("action", mb.spam.action),
                               ("aggressiveness", mb.spam.aggressiveness)) if v}
+        _mailbox_settings(entry, mb, name)
         if key in attached:
             entry["aliases"] = attached[key]
         fw = state.forwards.get(key)
@@ -57,6 +118,8 @@ def export_domain(state: DomainState, provider: str) -> tuple[dict[str, Any], li
             entry["forwards"] = [_short(d, name) for d in fw.destinations]
             if not fw.keep:
                 entry["forward_only"] = True
+        if key in identities:
+            entry["identities"] = identities[key]
         mailboxes.append(entry)
     block: dict[str, Any] = {"provider": provider}
     if mailboxes:
@@ -65,6 +128,12 @@ def export_domain(state: DomainState, provider: str) -> tuple[dict[str, Any], li
         block["aliases"] = free
     if catch_all:
         block["catch_all"] = catch_all if len(catch_all) > 1 else catch_all[0]
+    if state.rewrites:
+        block["rewrites"] = [
+            {"name": rw.name, "local_part_rule": rw.rule,
+             "destinations": [_short(d, name) for d in rw.destinations],
+             **({"order": rw.order} if rw.order is not None else {})}
+            for _, rw in sorted(state.rewrites.items())]
     return block, warnings
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from mailctl.model import DomainState, Kind
 from mailctl.provision.changes import Action, Change
 
-_KINDS = (Kind.MAILBOX, Kind.ALIAS, Kind.FORWARD)
+_KINDS = (Kind.MAILBOX, Kind.IDENTITY, Kind.ALIAS, Kind.FORWARD, Kind.REWRITE)
 
 
 def _comparable(fields: dict[str, Any]) -> dict[str, Any]:

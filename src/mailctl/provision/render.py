@@ -137,11 +137,15 @@ def status_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title="declared vs present")
-    for col in ("domain", "provider", "mailboxes", "aliases", "forwards", "state"):
+    kinds = ["mailboxes", "aliases", "forwards"]
+    # Identities and rewrites only where some provider has them: no empty columns.
+    kinds += [k for k in ("identities", "rewrites")
+              if any(r.get(k, {}).get("declared") or r.get(k, {}).get("present") for r in rows)]
+    for col in ("domain", "provider", *kinds, "state"):
         table.add_column(col)
     for r in rows:
         cells = []
-        for kind in ("mailboxes", "aliases", "forwards"):
+        for kind in kinds:
             k = r[kind]
             extra = []
             if k["missing"]:
@@ -157,8 +161,12 @@ def status_table(rows: list[dict[str, Any]]) -> None:
             state = "[red]absent[/]"
         table.add_row(r["domain"], r["provider"], *cells, state)
     Console().print(table)
+    singular = {"mailboxes": "mailbox", "aliases": "alias", "forwards": "forward",
+                "identities": "identity", "rewrites": "rewrite"}
     for r in rows:
-        for kind in ("mailboxes", "aliases", "forwards"):
+        for kind in kinds:
             for what in ("missing", "drifted", "undeclared"):
                 for addr in r[kind][what][:20]:
-                    print(f"  {what:<10} {kind[:-1] if kind != 'mailboxes' else 'mailbox'} {addr}")
+                    print(f"  {what:<10} {singular[kind]} {addr}")
+        for note in r.get("pending", []):
+            print(f"  pending    {note}")

@@ -1,5 +1,6 @@
 """The shared HTTP stack of the hosted providers (Migadu, mailcow, Mailu, Stalwart)."""
 
+from mailctl.model import MailObject
 from mailctl.providers.http.client import (
     AmbiguousError,
     HttpClient,
@@ -10,7 +11,7 @@ from mailctl.providers.http.client import (
     provider_message,
 )
 from mailctl.providers.http.limiter import RateLimiter, state_path
-from mailctl.providers.http.provider import HttpProvider, MailObject, field_diff
+from mailctl.providers.http.provider import HttpProvider, field_diff
 
 __all__ = [
     "AmbiguousError",

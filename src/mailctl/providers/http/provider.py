@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mailctl.model import Alias, Forward, Kind, Mailbox
+from mailctl.model import Kind, MailObject
 from mailctl.providers.base import ErrorKind, Provider, ProviderError
 from mailctl.providers.http.client import (
     AmbiguousError,
@@ -30,7 +30,6 @@ from mailctl.providers.http.client import (
 from mailctl.provision.changes import Action, Change, Outcome, Status
 from mailctl.secret import Secret, scrub
 
-MailObject = Mailbox | Alias | Forward
 _STOPPING = (ErrorKind.AUTH, ErrorKind.RATE_LIMITED)
 
 

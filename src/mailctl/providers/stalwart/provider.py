@@ -1,12 +1,13 @@
-"""The `stalwart` provider: Stalwart ≥ 0.16 through its JMAP management objects.
+"""The `stalwart` provider: both API lines, chosen by asking the server.
 
 0.16 removed the `/api/principal` REST API of 0.15 and earlier ("completely
-incompatible" per its upgrade notes), and 0.16 is what Stalwart ships and
-supports now, so this provider speaks only the JMAP objects (`x:Account`,
-`x:MailingList`, `x:Domain` on `POST /jmap`). It detects the version first and
-names a 0.15 server as such instead of failing obscurely. Per-object failures
-arrive inside HTTP 200 answers (`notCreated`/`notUpdated`/`notDestroyed`) and
-are mapped from their stable SetError types, never from free text.
+incompatible" per its upgrade notes). The server is probed once: a JMAP session
+advertising `urn:stalwart:jmap` means 0.16+, spoken here through the JMAP
+objects (`x:Account`, `x:MailingList`, `x:Domain` on `POST /jmap`); an
+`/api/principal` that answers means 0.15 or earlier, handed to `legacy.py`.
+Per-object JMAP failures arrive inside HTTP 200 answers (`notCreated`/
+`notUpdated`/`notDestroyed`) and are mapped from their stable SetError types,
+never from free text.
 
 Mailboxes are `User` accounts; every alias is a `MailingList` (it may have
 several and external recipients). Aliases attached to an account
@@ -25,6 +26,7 @@ from mailctl.model import Alias, DomainState, Kind, Mailbox, normalise_address, 
 from mailctl.providers.base import Capabilities, ErrorKind
 from mailctl.providers.http import HttpClient, HttpProvider, HttpSettings, MailObject, decode
 from mailctl.providers.mailcow import norm_addresses
+from mailctl.providers.stalwart.legacy import LegacyApi
 
 USING = ["urn:ietf:params:jmap:core", "urn:stalwart:jmap"]
 _SET_ERRORS = {
@@ -56,6 +58,7 @@ class StalwartProvider(HttpProvider):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._api: str | None = None
+        self._legacy: LegacyApi | None = None
         self._domain_ids: dict[str, str] = {}
         self._ids: dict[tuple[Kind, str], str] = {}  # (kind, address) -> object id
         self._ids_lock = threading.Lock()
@@ -72,23 +75,33 @@ class StalwartProvider(HttpProvider):
     # -- JMAP plumbing -------------------------------------------------------------
 
     def _endpoint(self) -> str:
-        """The JMAP API URL of a 0.16 server; a clear error for anything else."""
-        if self._api is None:
-            resp = self.http.request("GET", ".well-known/jmap", ok=(404,))
-            session = decode(resp, self.http) if resp.status_code == 200 else None
-            caps = session.get("capabilities", {}) if isinstance(session, dict) else {}
-            if "urn:stalwart:jmap" not in caps:
-                legacy = self.http.request("GET", "api/principal", params={"limit": "1"},
-                                           ok=(404, 405))
-                version = "0.15 or earlier" if legacy.status_code == 200 else "unknown"
-                raise self.error(
-                    ErrorKind.INVALID,
-                    f"this Stalwart server ({version}) does not offer the JMAP management "
-                    "API (urn:stalwart:jmap); mailctl supports Stalwart 0.16 and later",
-                    detail="upgrade Stalwart (see its UPGRADING/v0_16.md)")
-            api = str(session.get("apiUrl") or "/jmap") if isinstance(session, dict) else ""
-            self._api = api.split("://", 1)[-1].partition("/")[2] if "://" in api else api
+        """The JMAP API URL of a 0.16 server (after `_detect`)."""
+        self._detect()
+        assert self._api is not None
         return self._api.lstrip("/")
+
+    def _detect(self) -> LegacyApi | None:
+        """Which API line the server speaks: JMAP management (None) or 0.15's REST."""
+        if self._api is not None or self._legacy is not None:
+            return self._legacy
+        resp = self.http.request("GET", ".well-known/jmap", ok=(404,))
+        session = decode(resp, self.http) if resp.status_code == 200 else None
+        caps = session.get("capabilities", {}) if isinstance(session, dict) else {}
+        if "urn:stalwart:jmap" in caps:
+            assert isinstance(session, dict)
+            api = str(session.get("apiUrl") or "/jmap")
+            self._api = api.split("://", 1)[-1].partition("/")[2] if "://" in api else api
+            return None
+        legacy = self.http.request("GET", "api/principal", params={"limit": "1"},
+                                   ok=(404, 405))
+        body = decode(legacy, self.http) if legacy.status_code == 200 else None
+        if not (isinstance(body, dict) and ("data" in body or "error" in body)):
+            raise self.error(
+                ErrorKind.INVALID, "this server offers neither Stalwart's JMAP management "
+                "API (urn:stalwart:jmap, 0.16 and later) nor its /api/principal (0.15 and "
+                "earlier)", detail="check `url`: it must be the Stalwart server itself")
+        self._legacy = LegacyApi(self)
+        return self._legacy
 
     def call(self, method: str, args: dict[str, Any], *more: tuple[str, dict[str, Any]],
              obj: str | None = None, idempotent: bool = True) -> list[dict[str, Any]]:
@@ -126,9 +139,13 @@ class StalwartProvider(HttpProvider):
         return found
 
     def list_domains(self) -> list[str]:
+        if legacy := self._detect():
+            return legacy.list_domains()
         return sorted(self._domains())
 
     def read(self, domains: Sequence[str]) -> dict[str, DomainState]:
+        if legacy := self._detect():
+            return legacy.read(domains)
         ids = self._domains()
         states = self.map_concurrently(self._read_domain, [d for d in domains if d in ids])
         out = {s.name: s for s in states}
@@ -172,6 +189,8 @@ class StalwartProvider(HttpProvider):
         return Alias(address, norm_addresses(sorted(row.get("recipients") or {})))
 
     def fetch(self, kind: Kind, key: str) -> MailObject | None:
+        if legacy := self._detect():
+            return legacy.fetch(kind, key)
         local, _, domain = key.rpartition("@")
         if domain not in self._domain_ids:
             self._domains()
@@ -193,7 +212,9 @@ class StalwartProvider(HttpProvider):
                              "Stalwart; create it there first", key)
         return self._domain_ids[domain]
 
-    def _password(self, mb: Mailbox) -> str:
+    def password(self, mb: Mailbox) -> str:
+        """The secret to store: a SHA512-crypt hash. 0.15 stores secrets verbatim (a
+        plaintext would stay plaintext) and whether 0.16 hashes one is unverified."""
         if mb.password_hash:
             return mb.password_hash
         if mb.password is None:
@@ -204,13 +225,16 @@ class StalwartProvider(HttpProvider):
         return sha512_crypt(mb.password.reveal(), rounds).removeprefix("{SHA512-CRYPT}")
 
     def create(self, obj: MailObject) -> None:
+        if legacy := self._detect():
+            legacy.create(obj)
+            return
         local = obj.key.rpartition("@")[0]
         dom_id = self._domain_id(obj.key)
         cid = f"n{next(self._seq)}"
         if isinstance(obj, Mailbox):
             new: dict[str, Any] = {
                 "@type": "User", "name": local, "domainId": dom_id,
-                "credentials": {"0": {"@type": "Password", "secret": self._password(obj)}},
+                "credentials": {"0": {"@type": "Password", "secret": self.password(obj)}},
                 "aliases": {}, "memberGroupIds": {}, "roles": {"@type": "User"},
                 "permissions": {"@type": "Inherit"},
                 "encryptionAtRest": {"@type": "Disabled"},
@@ -240,6 +264,9 @@ class StalwartProvider(HttpProvider):
         return found
 
     def update(self, obj: MailObject, fields: dict[str, Any]) -> None:
+        if legacy := self._detect():
+            legacy.update(obj, fields)
+            return
         patch: dict[str, Any] = {}
         if isinstance(obj, Mailbox):
             if "name" in fields:
@@ -247,13 +274,19 @@ class StalwartProvider(HttpProvider):
             if "quota" in fields:
                 patch["quotas/maxDiskQuota"] = int(fields["quota"]) or None
             type_ = "Account"
-        else:
+        elif isinstance(obj, Alias):
             patch["recipients"] = dict.fromkeys(obj.destinations, True)
             type_ = "MailingList"
+        else:
+            raise self.error(ErrorKind.INVALID, f"Stalwart {obj.kind.value}s are not "
+                             "supported", obj.key)
         if patch:
             self._set(type_, {"update": {self._id(obj.kind, obj.key): patch}}, obj.key,
                       idempotent=True)
 
     def delete(self, kind: Kind, key: str) -> None:
+        if legacy := self._detect():
+            legacy.delete(kind, key)
+            return
         type_ = "Account" if kind is Kind.MAILBOX else "MailingList"
         self._set(type_, {"destroy": [self._id(kind, key)]}, key, idempotent=True)
