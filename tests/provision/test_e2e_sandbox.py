@@ -135,3 +135,53 @@ def test_sandbox_cli_status_json(tmp_path: Path) -> None:
     r = run_cli("sandbox", "status", "--json", "--state-dir", tmp_path / "st", cwd=tmp_path)
     assert r.code == 1
     assert '"running": false' in r.out
+
+
+def test_sandbox_cli_lifecycle(tmp_path: Path) -> None:
+    """`mailctl sandbox up`, `apply` (hot reload), `status`, `down`, as a user runs them."""
+    import json
+    import os
+
+    from tests.fixtures.mailstack import free_ports
+
+    site = tmp_path
+    state = Path("/tmp") / f"mailctl-cli-{os.getpid()}-{new_marker()[:6]}"
+    dom = unique_domain("cli")
+    (site / "dms").mkdir()
+    write_config(site, f"""
+providers:
+  sb: {{type: dms, path: ./dms}}
+domains:
+  {dom}:
+    provider: sb
+    mailboxes:
+      - local_part: eve
+""")
+    ports = ",".join(map(str, free_ports(5)))
+    try:
+        r = run_cli("sandbox", "up", "--state-dir", state, "--ports", ports, "--json", cwd=site)
+        assert r.code == 0, r.all
+        up = json.loads(r.out)
+        assert up["running"] is True
+        imap_port = up["ports"]["imap"]
+        assert str(imap_port) in ports
+        r = run_cli("apply", "--secrets-out", "pw.tsv", cwd=site)
+        assert r.code == 0, r.all
+        pw = _secrets(site / "pw.tsv")[f"eve@{dom}"]
+        conn = imaplib.IMAP4("127.0.0.1", imap_port, timeout=10)
+        assert conn.login(f"eve@{dom}", pw)[0] == "OK"  # the apply reloaded the sandbox
+        conn.logout()
+        r = run_cli("sandbox", "status", "--state-dir", state, cwd=site)
+        assert r.code == 0 and "dovecot" in r.out and "running" in r.out
+        daemons = json.loads(run_cli("sandbox", "status", "--state-dir", state, "--json",
+                                     cwd=site).out)["daemons"]
+        pids = [d["pid"] for d in daemons.values() if d["pid"]]
+        assert pids
+    finally:
+        r = run_cli("sandbox", "down", "--state-dir", state, "--purge", cwd=site)
+    assert r.code == 0, r.all
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(
+            f"/proc/{pid}/stat").read_text().split()[2]
+    r = run_cli("sandbox", "status", "--state-dir", state, "--json", cwd=site)
+    assert r.code == 1 and json.loads(r.out)["running"] is False

@@ -11,6 +11,7 @@ import typer
 from mailctl.cli.common import FAILED, ConfigOpt, JsonOpt, fail, load
 
 if TYPE_CHECKING:
+    from mailctl.sandbox import Ports
     from mailctl.sandbox.stack import Sandbox
 
 app = typer.Typer(no_args_is_help=True)
@@ -32,7 +33,7 @@ ProviderOpt = Annotated[
 
 
 def _sandbox(file: Path | None, state_dir: Path | None, dms_dir: Path | None,
-             provider: str | None) -> Sandbox:
+             provider: str | None, ports: str | None = None) -> Sandbox:
     from mailctl.config.load import default_path
     from mailctl.sandbox import for_folder
 
@@ -53,16 +54,31 @@ def _sandbox(file: Path | None, state_dir: Path | None, dms_dir: Path | None,
     assert dms_dir is not None
     dms_dir = dms_dir.resolve()
     dms_dir.mkdir(parents=True, exist_ok=True)
-    return for_folder(dms_dir, state_dir)
+    return for_folder(dms_dir, state_dir, _ports(ports) if ports else None)
+
+
+def _ports(text: str) -> Ports:
+    from mailctl.sandbox import Ports
+
+    try:
+        values = [int(p) for p in text.split(",")]
+        if len(values) != 5 or not all(0 < v < 65536 for v in values):
+            raise ValueError
+    except ValueError:
+        fail(f"--ports {text!r}: expected five port numbers SMTP,SUBMISSION,IMAP,IMAPS,LMTP")
+    return Ports(*values)
 
 
 @app.command()
 def up(file: ConfigOpt = None, state_dir: StateOpt = None, dms_dir: DmsOpt = None,
-       provider: ProviderOpt = None, as_json: JsonOpt = False) -> None:
+       provider: ProviderOpt = None, as_json: JsonOpt = False,
+       ports: Annotated[str | None, typer.Option(
+           "--ports", help="SMTP,SUBMISSION,IMAP,IMAPS,LMTP [default: 10025,10587,10143,"
+           "10993,10024]", show_default=False)] = None) -> None:
     """Start Dovecot (+ Postfix as root) on 127.0.0.1, serving the dms files."""
     from mailctl.sandbox.stack import SandboxError
 
-    sb = _sandbox(file, state_dir, dms_dir, provider)
+    sb = _sandbox(file, state_dir, dms_dir, provider, ports)
     try:
         sb.up()
     except SandboxError as exc:

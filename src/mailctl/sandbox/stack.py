@@ -354,7 +354,9 @@ def notify_change(dms_dir: Path) -> bool:
     return done
 
 
-def for_folder(dms_dir: Path, state_dir: Path | None = None) -> Sandbox:
+def for_folder(
+    dms_dir: Path, state_dir: Path | None = None, ports: Ports | None = None
+) -> Sandbox:
     """The sandbox that serves `dms_dir`: by default one state dir per folder, outside
     $HOME (root's is 0700 and the daemons could not enter it), so two configs get two."""
     dms_dir = Path(dms_dir).resolve()
@@ -364,4 +366,4 @@ def for_folder(dms_dir: Path, state_dir: Path | None = None) -> Sandbox:
         tag = hashlib.sha256(str(dms_dir).encode()).hexdigest()[:8]
         default = default_state_dir()
         state_dir = default.with_name(f"{default.name}-{tag}")
-    return Sandbox(Path(state_dir).resolve(), dms_dir)
+    return Sandbox(Path(state_dir).resolve(), dms_dir, ports)
