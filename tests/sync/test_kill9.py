@@ -15,24 +15,32 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.mailstack import MailStack
-from tests.sync.helpers import ROOT, account, cli, dump, fill, message, pwfile, url
+from tests.sync.helpers import ROOT, account, cli, connect, dump, fill, message, pwfile, url
 
 pytestmark = pytest.mark.mailstack
 N = 300
 
 
-def _kill_repeatedly(args: list[str], rounds: int = 6) -> int:
-    """Start the command, SIGKILL it after a random delay; returns how many kills landed."""
+def _kill_repeatedly(args: list[str], copied: Callable[[], int], rounds: int = 6) -> int:
+    """Start the command, SIGKILL it once a random number of further messages reached the
+    target (`copied()` counts them there); returns how many kills landed mid-copy.
+
+    By progress, not by a timer: with fetch and write overlapped the whole copy of N
+    messages takes ~0.2 s, so a random delay mostly hit start-up or a finished run."""
     rng = random.Random(4711)
-    env = {**os.environ, "MAILCTL_SYNC_BATCH": "15"}
+    env = {**os.environ, "MAILCTL_SYNC_BATCH": "7"}  # many commit points to land between
     landed = 0
     for _ in range(rounds):
+        target = copied() + rng.randint(5, 60)
         p = subprocess.Popen([sys.executable, "-m", "mailctl.sync", *args], cwd=ROOT, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.1, 0.5))
-        if p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-            landed += 1
+        deadline = time.monotonic() + 60
+        while p.poll() is None and time.monotonic() < deadline:
+            if copied() >= target:
+                p.send_signal(signal.SIGKILL)
+                landed += 1
+                break
+            time.sleep(0.002)
         p.wait()
     return landed
 
@@ -63,7 +71,11 @@ def test_kill9_during_backup_then_complete_without_duplicates(mailstack: MailSta
     a, pa = _source(mailstack)
     pw, bk = pwfile(tmp_path, pa), tmp_path / "bk"
     args = ["backup", url(mailstack.info, a), str(bk), "--password-file", pw]
-    assert _kill_repeatedly(args) >= 3  # the kills did interrupt runs
+    def copied() -> int:
+        return sum(len(os.listdir(d)) for d in (bk / "cur", bk / ".Archive" / "cur")
+                   if d.is_dir())
+
+    assert _kill_repeatedly(args, copied) >= 3  # the kills did interrupt runs
     _finish_and_verify(lambda: cli(*args),
                        lambda: cli("verify", url(mailstack.info, a), f"maildir:{bk}",
                                    "--password1-file", pw, "--json"))
@@ -80,7 +92,18 @@ def test_kill9_during_sync_to_a_remote_server(mailstack: MailStack,
     p1, p2 = pwfile(tmp_path, pa), pwfile(tmp_path, pb, "pb")
     args = ["sync", url(mailstack.info, a), url(remote.info, b), "--password1-file", p1,
             "--password2-file", p2, "--state", str(tmp_path / "s.db")]
-    assert _kill_repeatedly(args) >= 2
+    watch = connect(remote.info, b, pb)
+
+    def copied() -> int:
+        n = 0
+        for folder in ("INBOX", "Archive"):
+            typ, data = watch.status(folder, "(MESSAGES)")
+            if typ == "OK" and isinstance(data[0], bytes):
+                n += int(data[0].rsplit(b"MESSAGES ", 1)[1].rstrip(b")"))
+        return n
+
+    assert _kill_repeatedly(args, copied) >= 2
+    watch.logout()
     _finish_and_verify(lambda: cli(*args),
                        lambda: cli("verify", url(mailstack.info, a), url(remote.info, b),
                                    "--password1-file", p1, "--password2-file", p2, "--json"))

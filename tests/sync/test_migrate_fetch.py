@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mailctl.sync import fetch
 from mailctl.sync.fetch import cmd_fetch
 from mailctl.sync.migrate import cmd_migrate
 from tests.fixtures.mailstack import MailStack
@@ -100,3 +101,41 @@ def test_fetch_delivery_error_keeps_the_message_and_reports(
     rep = json.loads(capsys.readouterr().out)["accounts"][0]
     assert rep["delivered"] == 0 and rep["errors"] and rep["deleted"] == 0
     assert len(dump(mailstack.info, src, ps)["INBOX"]) == 1  # not lost
+
+
+def test_fetch_killed_after_delivery_before_the_record_does_not_deliver_twice(
+        mailstack: MailStack, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window between the local server's 250 and the commit: with `check:` the next
+    pass finds the message in the local mailbox and records it instead of delivering it
+    again; without `check:` it is delivered again and reported (at least once)."""
+    info = mailstack.info
+    far, pf = account(mailstack, "crashsrc")
+    home, ph = account(mailstack, "crashhome")
+    fill(info, far, pf, {"INBOX": [(message(960 + i), "()", T0) for i in range(3)]})
+    acct = {"src": url(info, far), "password_file": pwfile(tmp_path, pf, "pf"), "to": home,
+            "keep": False, "check": url(info, home),
+            "check_password_file": pwfile(tmp_path, ph, "ph")}
+    cfg = _fetch_yaml(tmp_path, info.lmtp_socket, [acct])
+    real = fetch.Deliverer.deliver
+    calls = []
+
+    def dies_after_the_second_250(self: fetch.Deliverer, to: str, body: bytes) -> str | None:
+        got = real(self, to, body)
+        calls.append(body)
+        if len(calls) == 2:
+            raise SystemExit("killed")  # stands for kill -9 right after the 250
+        return got
+
+    monkeypatch.setattr(fetch.Deliverer, "deliver", dies_after_the_second_250)
+    with pytest.raises(SystemExit):
+        cmd_fetch(cfg, once=True, as_json=True)
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert len(dump(info, home, ph)["INBOX"]) == 2  # both arrived; one is recorded
+    assert cmd_fetch(cfg, once=True, as_json=True) == 0
+    rep = json.loads(capsys.readouterr().out)["accounts"][0]
+    assert (rep["delivered"], rep["recovered"], rep["redelivered"]) == (1, 1, 0)
+    inbox = dump(info, home, ph)["INBOX"]
+    assert len(inbox) == 3 and len({b for b, _, _ in inbox}) == 3  # each exactly once
+    assert dump(info, far, pf)["INBOX"] == []  # recovered ones are deleted at the source too

@@ -27,6 +27,7 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="report what would chang
 NoFsync = Annotated[bool, typer.Option("--no-fsync", help="faster, not crash-safe")]
 StateOpt = Annotated[Path | None, typer.Option("--state", help="sync state file")]
 CaFile = Annotated[str | None, typer.Option("--ca-file", help="CA bundle for imaps")]
+Jobs = Annotated[int, typer.Option("--jobs", help="folders copied at once (a session each)")]
 
 
 def register(app: typer.Typer) -> None:
@@ -42,7 +43,7 @@ def register(app: typer.Typer) -> None:
         = False,
         max_delete_share: Annotated[float, typer.Option(help="safety share for --delete")] = 0.2,
         dry_run: DryRun = False, no_fsync: NoFsync = False, state: StateOpt = None,
-        ca_file: CaFile = None, json: JsonOpt = False,
+        ca_file: CaFile = None, json: JsonOpt = False, jobs: Jobs = 2,
     ) -> None:
         """Copy new messages and flag changes one way, incrementally; resumable."""
         from mailctl.sync.runner import Args, cmd_sync
@@ -50,7 +51,7 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(cmd_sync(Args(
             src, dst, password1_file, password2_file, password1_ref, password2_ref,
             folders or [], exclude or [], maps or [], delete, force, max_delete_share, dry_run,
-            not no_fsync, state, ca_file, json)))
+            not no_fsync, state, ca_file, json, jobs=jobs)))
 
     @app.command("backup")
     def backup_cmd(
@@ -59,7 +60,7 @@ def register(app: typer.Typer) -> None:
         password_file: PFile = None, password_ref: PRef = None,
         folders: Folders = None, exclude: Exclude = None,
         dry_run: DryRun = False, no_fsync: NoFsync = False, ca_file: CaFile = None,
-        json: JsonOpt = False,
+        json: JsonOpt = False, jobs: Jobs = 2,
     ) -> None:
         """Incremental backup of an IMAP account into a plain Maildir tree."""
         from mailctl.sync.runner import Args, cmd_sync
@@ -67,7 +68,7 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(cmd_sync(Args(
             src, f"maildir:{directory}", password_file, None, password_ref, None,
             folders or [], exclude or [], dry_run=dry_run, fsync=not no_fsync,
-            ca_file=ca_file, json=json)))
+            ca_file=ca_file, json=json, jobs=jobs)))
 
     @app.command("restore")
     def restore_cmd(
@@ -76,7 +77,7 @@ def register(app: typer.Typer) -> None:
         password_file: PFile = None, password_ref: PRef = None,
         folders: Folders = None, exclude: Exclude = None, maps: Maps = None,
         dry_run: DryRun = False, state: StateOpt = None, ca_file: CaFile = None,
-        json: JsonOpt = False,
+        json: JsonOpt = False, jobs: Jobs = 2,
     ) -> None:
         """Upload a backup; messages already in the mailbox are recognised, not duplicated."""
         from mailctl.sync.runner import Args, cmd_sync
@@ -84,7 +85,7 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(cmd_sync(Args(
             f"maildir:{directory}", dst, None, password_file, None, password_ref,
             folders or [], exclude or [], maps or [], dry_run=dry_run, state=state,
-            ca_file=ca_file, json=json)))
+            ca_file=ca_file, json=json, jobs=jobs)))
 
     @app.command("verify")
     def verify_cmd(

@@ -7,7 +7,7 @@ history): a file (`--password-file`, first line) or a secret reference
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
 from mailctl.secret import Secret
 from mailctl.sync.model import Store, SyncError
@@ -17,7 +17,7 @@ class Endpoint:
     __slots__ = ("host", "kind", "path", "port", "tls", "user")
 
     def __init__(self, kind: str, host: str = "", port: int = 0, user: str = "",
-                 tls: bool = False, path: Path | None = None) -> None:
+                 tls: bool = False, path: str | None = None) -> None:
         self.kind = kind  # "imap" | "maildir"
         self.host, self.port, self.user, self.tls, self.path = host, port, user, tls, path
 
@@ -53,7 +53,7 @@ def parse_endpoint(text: str) -> Endpoint:
         path = text[len("maildir:"):]
         if not path:
             raise SyncError("maildir: needs a path, e.g. maildir:/srv/backup/alice")
-        return Endpoint("maildir", path=Path(path).expanduser())
+        return Endpoint("maildir", path=norm_path(os.path.expanduser(path)))
     for scheme, tls, port in (("imaps://", True, 993), ("imap://", False, 143)):
         if text.startswith(scheme):
             rest = text[len(scheme):].rstrip("/")
@@ -71,17 +71,29 @@ def parse_endpoint(text: str) -> Endpoint:
     raise SyncError(f"{text!r}: expected imap://user@host[:port], imaps://... or maildir:PATH")
 
 
-def read_password(file: Path | None, ref: str | None, what: str) -> Secret:
+def norm_path(p: str) -> str:
+    """What `str(pathlib.Path(p))` gives (no pathlib on the lean path): repeated and
+    trailing slashes and `.` parts dropped, `..` kept. The label of a Maildir endpoint,
+    which a state file is bound to, must not change with how the path was typed."""
+    lead = "//" if p.startswith("//") and not p.startswith("///") else (
+        "/" if p.startswith("/") else "")
+    return (lead + "/".join(x for x in p.split("/") if x and x != ".")) or "."
+
+
+def read_password(file: str | os.PathLike[str] | None, ref: str | None, what: str) -> Secret:
     """The password from a file (first line) or a `${env:..}`/`${file:..}` reference."""
     if file is not None:
         try:
-            text = file.read_text(encoding="utf-8").splitlines()
+            with open(file, encoding="utf-8") as fh:
+                text = fh.read().splitlines()
         except OSError as exc:
             raise SyncError(f"cannot read the password file for {what}: {exc.strerror}") from None
         if not text or not text[0]:
             raise SyncError(f"the password file for {what} is empty")
-        return Secret(text[0], source=str(file))
+        return Secret(text[0], source=os.fspath(file))
     if ref:
+        from pathlib import Path
+
         from mailctl.config.refs import RefError, Resolver
 
         try:

@@ -16,7 +16,7 @@ import fnmatch
 import os
 from collections.abc import Callable
 
-from mailctl.sync.model import FolderStatus, Msg, Store, SyncError, content_hash
+from mailctl.sync.model import HASH_TAG, FolderStatus, Store, SyncError, content_hash
 from mailctl.sync.state import FolderState, Pair, State
 
 Progress = Callable[[str, int, int], None]  # folder, done, total
@@ -28,12 +28,15 @@ class Options:
     def __init__(self, folders: list[str] | None = None, exclude: list[str] | None = None,
                  maps: list[tuple[str, str]] | None = None, delete: bool = False,
                  force: bool = False, max_delete_share: float = 0.2, dry_run: bool = False,
-                 batch_bytes: int = 8 << 20, batch_count: int | None = None) -> None:
+                 batch_bytes: int = 2 << 20, batch_count: int | None = None,
+                 jobs: int | None = None) -> None:
         self.folders, self.exclude, self.maps = folders or [], exclude or [], maps or []
         self.delete, self.force, self.max_delete_share = delete, force, max_delete_share
         self.dry_run, self.batch_bytes = dry_run, batch_bytes
         # MAILCTL_SYNC_BATCH: small batches let tests kill a run between two commits.
         self.batch_count = batch_count or int(os.environ.get("MAILCTL_SYNC_BATCH", "500"))
+        # Folders copied at once, each on its own pair of connections (see pipeline).
+        self.jobs = jobs or int(os.environ.get("MAILCTL_SYNC_JOBS", "2"))
 
 
 COUNTERS = ("copied", "adopted", "flags", "deleted", "refused_deletes", "bytes")
@@ -103,6 +106,7 @@ def run(src: Store, dst: Store, state: State, opts: Options,
     report = Report(src.label, dst.label, opts.dry_run)
     statuses = src.folders()
     known = state.folders()
+    work: list[tuple[str, str, FolderReport]] = []
     for name in sorted(statuses, key=lambda n: (n != "INBOX", n)):
         if not selected(name, opts):
             continue
@@ -112,11 +116,24 @@ def run(src: Store, dst: Store, state: State, opts: Options,
         if unchanged(known.get(name), statuses[name], dname):
             fr.unchanged = True
             continue
+        work.append((name, dname, fr))
+
+    def one(s: Store, d: Store, item: tuple[str, str, FolderReport]) -> None:
+        name, dname, fr = item
         try:
-            sync_folder(src, dst, state, opts, name, dname, statuses[name], known.get(name), fr,
+            sync_folder(s, d, state, opts, name, dname, statuses[name], known.get(name), fr,
                         progress)
         except SyncError as exc:
             fr.error = str(exc)
+
+    if opts.jobs > 1 and len(work) > 1 and hasattr(src, "clone") and hasattr(dst, "clone"):
+        from mailctl.sync.pipeline import run_folders
+
+        work.sort(key=lambda w: -statuses[w[0]].messages)  # largest first: even finish
+        run_folders(src, dst, work, min(opts.jobs, len(work)), one)
+    else:
+        for item in work:
+            one(src, dst, item)
     report.seconds = time.monotonic() - t0
     return report
 
@@ -124,6 +141,9 @@ def run(src: Store, dst: Store, state: State, opts: Options,
 def sync_folder(src: Store, dst: Store, state: State, opts: Options, name: str, dname: str,
                 st: FolderStatus, fs: FolderState | None, fr: FolderReport,
                 progress: Progress | None) -> None:
+    """The source listing is streamed window by window (scan_chunks) and each window's
+    new messages are copied before the next is listed, so a first backup of a large
+    mailbox holds one window of metadata, not the whole folder's."""
     dry = opts.dry_run
     dst_st = dst.status(dname)
     if dst_st is None:
@@ -139,45 +159,66 @@ def sync_folder(src: Store, dst: Store, state: State, opts: Options, name: str, 
     elif fs is not None and fs.src_uv != st.uidvalidity:
         old, pairs = pairs, {}  # source keys renumbered; target messages still known by hash
     valid = fs is not None and fs.src_uv == st.uidvalidity and bool(pairs)
-    scan = src.scan(name, fs.max_uid if valid and fs else 0, fs.src_modseq if valid and fs else 0)
-    new = [k for k in scan.keys if k not in pairs]
-    gone = [k for k in pairs if k not in scan.keys]
-    changes = {k: info[0] for k, info in scan.info.items()
-               if k in pairs and pairs[k].flags != info[0]}
 
     # Target messages the state does not know: identified by content, adopted not copied.
-    index: dict[str, list[str]] = {}
+    loose: set[str] = set()
+    dsizes: dict[str, int] = {}
     dflags: dict[str, str] = {}
-    if dst_st.messages and (new or old or dst_st.messages != len(pairs)):
+    maybe_new = not valid or fs is None or (fs.src_next, fs.src_count) != (st.uidnext,
+                                                                           st.messages)
+    if dst_st.messages and (old or dst_st.messages != len(pairs) or maybe_new):
         dscan = dst.scan(dname)
         dflags = {k: v[0] for k, v in dscan.info.items()}
+        dsizes = {k: v[1] for k, v in dscan.info.items()}
         stale = [k for k, p in pairs.items() if p.dkey and p.dkey not in dscan.keys]
-        for k in stale:  # gone from the target behind our back: copy again
+        for k in stale:  # gone from the target behind our back: copied again when listed
             del pairs[k]
-            changes.pop(k, None)
-            if k in scan.keys:
-                new.append(k)
         if stale and not dry:
             state.drop_pairs(name, stale)
-        gone = [k for k in gone if k in pairs]
         loose = dscan.keys - {p.dkey for p in pairs.values()}
-        if loose and new:
-            known_hash = {p.dkey: p.hash for p in old.values() if p.dkey in loose}
+        del dscan
+
+    def index() -> tuple[dict[str, list[str]], dict[str, str]]:
+        """Built on the first new message only (hashing loose target bodies costs)."""
+        by_hash: dict[str, list[str]] = {}
+        if loose:
+            known_hash = {p.dkey: p.hash for p in old.values()
+                          if p.dkey in loose and p.hash.startswith(HASH_TAG)}
             for k, h in known_hash.items():
-                index.setdefault(h, []).append(k)
+                by_hash.setdefault(h, []).append(k)
             rest = sorted(loose - set(known_hash), key=_order)
-            for m in dst.fetch(dname, rest, {k: v[1] for k, v in dscan.info.items()}):
-                index.setdefault(content_hash(m.body), []).append(m.key)
+            for m in dst.fetch(dname, rest, dsizes):
+                by_hash.setdefault(content_hash(m.body), []).append(m.key)
+        return by_hash, dflags
+
+    from mailctl.sync.pipeline import Copier  # threading, queue: not for no-change runs
+
+    copier = Copier(src, dst, state, name, dname, fr, dry_run=dry,
+                    batch_bytes=opts.batch_bytes, batch_count=opts.batch_count, index=index,
+                    progress=progress, total=max(st.messages - len(pairs), 0))
+    unseen = set(pairs)  # what is left after the listing was deleted at the source
+    changes: dict[str, str] = {}
+    max_uid = 0
+    try:
+        for chunk in src.scan_chunks(name, fs.max_uid if valid and fs else 0,
+                                     fs.src_modseq if valid and fs else 0):
+            unseen.difference_update(chunk.keys)
+            max_uid = max(max_uid, max((int(k) for k in chunk.keys if k.isdigit()), default=0))
+            for k, info in chunk.info.items():
+                p = pairs.get(k)
+                if p is not None and p.flags != info[0]:
+                    changes[k] = info[0]
+            new = sorted((k for k in chunk.keys if k not in pairs), key=_order)
+            copier.copy(new, {k: chunk.info[k][1] for k in new if k in chunk.info})
+    finally:
+        copier.close()
+    gone = list(unseen)
 
     if changes:
         fr.flags = len(changes)
         if not dry:
             dst.set_flags(dname, {pairs[k].dkey: f for k, f in changes.items() if pairs[k].dkey})
             state.set_flags(name, changes)
-
-    if new:
-        _copy(src, dst, state, opts, name, dname, sorted(new, key=_order),
-              {k: v[1] for k, v in scan.info.items()}, index, dflags, fr, progress)
 
     if gone and opts.delete:
         share = len(gone) / max(len(pairs), 1)
@@ -193,60 +234,11 @@ def sync_folder(src: Store, dst: Store, state: State, opts: Options, name: str, 
                 state.drop_pairs(name, gone)
 
     if not dry and fr.error is None:
-        max_uid = max((int(k) for k in scan.keys if k.isdigit()), default=0)
         dst_after = dst.status(dname) or dst_st
         state.save_folder(FolderState(name, dname, st.uidvalidity, dst_after.uidvalidity,
-                                      st.uidnext, st.modseq, st.messages, max_uid))
+                                      st.uidnext, st.modseq, st.messages,
+                                      max(max_uid, fs.max_uid if valid and fs else 0)))
 
 
 def _order(k: str) -> tuple[int, str]:
     return (int(k), "") if k.isdigit() else (0, k)
-
-
-def _copy(src: Store, dst: Store, state: State, opts: Options, name: str, dname: str,
-          new: list[str], sizes: dict[str, int], index: dict[str, list[str]],
-          dflags: dict[str, str], fr: FolderReport, progress: Progress | None) -> None:
-    total, done = len(new), 0
-    if opts.dry_run and not index:
-        fr.copied = total
-        fr.bytes = sum(sizes.get(k, 0) for k in new)
-        return
-    batch: list[tuple[Msg, str]] = []
-    adopt: list[tuple[str, str, str, str]] = []
-    reflag: dict[str, str] = {}
-    size = 0
-
-    def flush() -> None:
-        nonlocal batch, adopt, reflag, size, done
-        if not opts.dry_run:
-            if batch:
-                keys = dst.append(dname, [m for m, _ in batch])
-                adopt += [(m.key, k or "", m.flags, h)
-                          for (m, h), k in zip(batch, keys, strict=True)]
-            if reflag:
-                dst.set_flags(dname, reflag)
-            if adopt:
-                state.add_pairs(name, adopt)
-        fr.copied += len(batch)
-        fr.bytes += size
-        done += len(batch)
-        if progress:
-            progress(name, done, total)
-        batch, adopt, reflag, size = [], [], {}, 0
-
-    for m in src.fetch(name, new, sizes):
-        h = content_hash(m.body)
-        twins = index.get(h)
-        if twins:
-            dkey = twins.pop()
-            if dflags.get(dkey, m.flags) != m.flags:
-                reflag[dkey] = m.flags
-            adopt.append((m.key, dkey, m.flags, h))
-            fr.adopted += 1
-            done += 1
-            continue
-        batch.append((m, h))
-        size += len(m.body)
-        if size >= opts.batch_bytes or len(batch) + len(adopt) >= opts.batch_count:
-            flush()
-    flush()

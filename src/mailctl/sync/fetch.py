@@ -1,13 +1,19 @@
 """`mailctl fetch -f fetch.yaml`: pull remote IMAP accounts, deliver locally by LMTP/SMTP.
 
-Exactly once across restarts: a message is recorded as delivered (SQLite,
-synchronous=FULL) right after the local server's 250 for it, and deleted at
-the source (keep: false) only after that record is durable. SIGTERM/SIGINT
-finish the message in hand before stopping. A delivery error (4xx/5xx)
-records nothing and leaves the message at the source, so the next pass
-retries it; the error is reported. The one window left is a kill -9 between
-the 250 and the commit (a few ms): that message is delivered again, never
-lost — stated in docs/sync.md.
+Exactly once across restarts: before a message is handed to the local server
+an intent (account, folder, UIDVALIDITY, UID) is committed; after the 250 the
+delivery is recorded and the intent dropped in one transaction (SQLite,
+synchronous=FULL), and only then may the message be deleted at the source
+(keep: false). A kill -9 between the 250 and that commit leaves an intent
+without a record: the next pass does not know whether the local server has
+the message. With `check:` (the local mailbox, IMAP) it looks there - by
+Message-ID, then by content: a delivered copy ends with the source's bytes,
+LMTP only prepends trace headers - and records it instead of delivering it
+again. Without `check:` (or for a message without Message-ID) it delivers
+again: never lost, at most once more, and reported as `redelivered`.
+SIGTERM/SIGINT finish the message in hand before stopping. A refused delivery
+(4xx/5xx) drops the intent and leaves the message at the source, so the next
+pass retries it; the error is reported.
 
     deliver: {lmtp: /path/to/socket | host:port}  or  {smtp: host:port}
     poll: 60          # seconds between passes (IMAP IDLE is not used yet)
@@ -18,6 +24,7 @@ lost — stated in docs/sync.md.
         to: alice@example.org
         folders: [INBOX]
         keep: true
+        check: imap://alice@localhost      # optional, see above; with check_password_file
 """
 
 from __future__ import annotations
@@ -58,11 +65,14 @@ def load(path: Path) -> dict[str, Any]:
 
 
 class Deliverer:
-    """One LMTP/SMTP session reused across messages; reconnects after errors."""
+    """One LMTP/SMTP session reused across messages; reconnects after errors.
+    `refused` tells a definite answer (4xx/5xx: not delivered) from a lost connection,
+    after which the message may or may not have arrived."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
         self.spec = spec
         self.conn: smtplib.SMTP | None = None
+        self.refused = False
 
     def _open(self) -> smtplib.SMTP:
         if self.conn is None:
@@ -77,14 +87,16 @@ class Deliverer:
 
     def deliver(self, to: str, body: bytes) -> str | None:
         """None on success, else the server's complaint (the message stays at the source)."""
+        self.refused = True
         try:
             refused = self._open().sendmail("", [to], body)
-        except smtplib.SMTPException as exc:
+        except (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused) as exc:
             self.close()
             return str(exc)[:300]
-        except OSError as exc:
+        except (smtplib.SMTPException, OSError) as exc:
+            self.refused = False
             self.close()
-            return f"cannot reach the delivery server: {exc}"
+            return f"delivery interrupted: {exc}"[:300]
         return str(refused[to]) if to in refused else None
 
     def close(self) -> None:
@@ -101,7 +113,42 @@ def _db(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous=FULL")
     db.execute("CREATE TABLE IF NOT EXISTS delivered(account TEXT, folder TEXT, uv INTEGER, "
                "uid INTEGER, at REAL, PRIMARY KEY(account, folder, uv, uid)) WITHOUT ROWID")
+    db.execute("CREATE TABLE IF NOT EXISTS intents(account TEXT, folder TEXT, uv INTEGER, "
+               "uid INTEGER, at REAL, PRIMARY KEY(account, folder, uv, uid)) WITHOUT ROWID")
     return db
+
+
+class Checker:
+    """The local mailbox (`check:`), asked after a crash whether a message arrived."""
+
+    def __init__(self, acct: dict[str, Any], base: Path, ca_file: str | None) -> None:
+        from mailctl.sync.imapstore import ImapStore
+
+        ep = parse_endpoint(str(acct["check"]))
+        pf = acct.get("check_password_file")
+        pw = read_password((base / str(pf)) if pf else None, acct.get("check_password_ref"),
+                           ep.label)
+        self.store = ImapStore(ep, pw, cafile=ca_file, readonly=True)
+        self.folder = str(acct.get("check_folder", "INBOX"))
+
+    def has(self, body: bytes) -> bool:
+        from email.parser import BytesHeaderParser
+
+        from mailctl.sync.imapwire import quote
+
+        msgid = BytesHeaderParser().parsebytes(body).get("Message-ID")
+        if not msgid:
+            return False
+        self.store.select(self.folder)
+        _, resp = self.store.conn.run(b"UID SEARCH HEADER Message-ID " + quote(str(msgid)))
+        uids = [u for r in resp if r.line.startswith(b"* SEARCH")
+                for u in r.line[9:].decode().split()]
+        want = body.replace(b"\r\n", b"\n")
+        return any(m.body.replace(b"\r\n", b"\n").endswith(want)
+                   for m in self.store.fetch(self.folder, uids, {}))
+
+    def close(self) -> None:
+        self.store.close()
 
 
 def fetch_account(acct: dict[str, Any], base: Path, db: sqlite3.Connection, out: Deliverer,
@@ -115,7 +162,8 @@ def fetch_account(acct: dict[str, Any], base: Path, db: sqlite3.Connection, out:
     keep = bool(acct.get("keep", True))
     store = ImapStore(ep, pw, cafile=ca_file, readonly=keep)
     rep: dict[str, Any] = {"account": ep.label, "to": acct["to"], "delivered": 0, "skipped": 0,
-                           "deleted": 0, "errors": []}
+                           "deleted": 0, "recovered": 0, "redelivered": 0, "errors": []}
+    checker = Checker(acct, base, ca_file) if acct.get("check") else None
     try:
         for folder in acct.get("folders") or ["INBOX"]:
             st = store.select(folder)
@@ -127,12 +175,25 @@ def fetch_account(acct: dict[str, Any], base: Path, db: sqlite3.Connection, out:
             rep["skipped"] += len(scan.keys) - len(todo)
             finished: list[int] = [int(k) for k in scan.keys if int(k) in done]
             for m in store.fetch(folder, [str(u) for u in todo], {}):
+                key = (ep.label, folder, st.uidvalidity, int(m.key))
+                if db.execute("SELECT 1 FROM intents WHERE account=? AND folder=? AND uv=? "
+                              "AND uid=?", key).fetchone():  # handed over, then we died
+                    if checker is not None and checker.has(m.body):
+                        _delivered(db, key)
+                        rep["recovered"] += 1
+                        finished.append(int(m.key))
+                        continue
+                    rep["redelivered"] += 1
+                else:
+                    db.execute("INSERT INTO intents VALUES (?,?,?,?,?)", (*key, time.time()))
                 problem = out.deliver(str(acct["to"]), m.body)
                 if problem:
+                    if out.refused:  # a definite no: nothing arrived, nothing to doubt
+                        db.execute("DELETE FROM intents WHERE account=? AND folder=? AND uv=? "
+                                   "AND uid=?", key)
                     rep["errors"].append(f"{folder} UID {m.key}: {problem}")
                     continue
-                db.execute("INSERT OR IGNORE INTO delivered VALUES (?,?,?,?,?)",
-                           (ep.label, folder, st.uidvalidity, int(m.key), time.time()))
+                _delivered(db, key)
                 rep["delivered"] += 1
                 finished.append(int(m.key))
                 if _stop:
@@ -146,7 +207,17 @@ def fetch_account(acct: dict[str, Any], base: Path, db: sqlite3.Connection, out:
                 break
     finally:
         store.close()
+        if checker is not None:
+            checker.close()
     return rep
+
+
+def _delivered(db: sqlite3.Connection, key: tuple[str, str, int, int]) -> None:
+    """The record and the end of the intent, in one durable transaction."""
+    db.execute("BEGIN")
+    db.execute("INSERT OR IGNORE INTO delivered VALUES (?,?,?,?,?)", (*key, time.time()))
+    db.execute("DELETE FROM intents WHERE account=? AND folder=? AND uv=? AND uid=?", key)
+    db.execute("COMMIT")
 
 
 def one_pass(cfg: dict[str, Any], base: Path, db: sqlite3.Connection, out: Deliverer
@@ -157,7 +228,8 @@ def one_pass(cfg: dict[str, Any], base: Path, db: sqlite3.Connection, out: Deliv
             reports.append(fetch_account(acct, base, db, out, cfg.get("ca_file")))
         except SyncError as exc:
             reports.append({"account": acct["src"], "to": acct["to"], "delivered": 0,
-                            "skipped": 0, "deleted": 0, "errors": [str(exc)]})
+                            "skipped": 0, "deleted": 0, "recovered": 0, "redelivered": 0,
+                            "errors": [str(exc)]})
         if _stop:
             break
     return reports
@@ -184,8 +256,10 @@ def cmd_fetch(path: Path, *, once: bool = False, as_json: bool = False) -> int:
             if as_json:
                 print(json.dumps({"ok": not failed, "accounts": reports}), flush=True)
             else:
-                table(["account", "to", "delivered", "already", "deleted", "errors"],
+                table(["account", "to", "delivered", "already", "recovered", "redelivered",
+                       "deleted", "errors"],
                       [[r["account"], r["to"], str(r["delivered"]), str(r["skipped"]),
+                        str(r.get("recovered", 0)), str(r.get("redelivered", 0)),
                         str(r["deleted"]), "; ".join(r["errors"])[:120]] for r in reports])
             if once or _stop:
                 break

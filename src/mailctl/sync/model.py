@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Protocol
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 SYSTEM_FLAGS = {"\\SEEN": "\\Seen", "\\ANSWERED": "\\Answered", "\\FLAGGED": "\\Flagged",
@@ -54,20 +53,28 @@ class Scan:
         self.modseq = modseq
 
 
-class Store(Protocol):
-    """One side of a sync. Folder names passed in and out use "/" as separator."""
+TYPE_CHECKING = False  # not from typing: importing it costs ~5 ms of a no-change run
+if TYPE_CHECKING:
+    from typing import Protocol
 
-    label: str
+    class Store(Protocol):
+        """One side of a sync. Folder names passed in and out use "/" as separator."""
 
-    def folders(self) -> dict[str, FolderStatus]: ...
-    def status(self, folder: str) -> FolderStatus | None: ...
-    def create(self, folder: str) -> None: ...
-    def scan(self, folder: str, since_uid: int = 0, since_modseq: int = 0) -> Scan: ...
-    def fetch(self, folder: str, keys: list[str], sizes: dict[str, int]) -> Iterator[Msg]: ...
-    def append(self, folder: str, msgs: list[Msg]) -> list[str | None]: ...
-    def set_flags(self, folder: str, changes: dict[str, str]) -> None: ...
-    def delete(self, folder: str, keys: list[str]) -> None: ...
-    def close(self) -> None: ...
+        label: str
+
+        def folders(self) -> dict[str, FolderStatus]: ...
+        def status(self, folder: str) -> FolderStatus | None: ...
+        def create(self, folder: str) -> None: ...
+        def scan(self, folder: str, since_uid: int = 0, since_modseq: int = 0) -> Scan: ...
+        def scan_chunks(self, folder: str, since_uid: int = 0, since_modseq: int = 0
+                        ) -> Iterator[Scan]: ...
+        def fetch(self, folder: str, keys: list[str], sizes: dict[str, int]) -> Iterator[Msg]: ...
+        def append(self, folder: str, msgs: list[Msg]) -> list[str | None]: ...
+        def set_flags(self, folder: str, changes: dict[str, str]) -> None: ...
+        def delete(self, folder: str, keys: list[str]) -> None: ...
+        def close(self) -> None: ...
+else:
+    Store = object  # at run time only an annotation
 
 
 def norm_flags(flags: object) -> str:
@@ -83,11 +90,18 @@ def norm_flags(flags: object) -> str:
     return " ".join(sorted(out))
 
 
+HASH_TAG = "s:"  # marks content_hash's current definition in stored pairs
+
+
 def content_hash(body: bytes) -> str:
-    """Identity of a message by content, line endings aside (servers may normalise them)."""
+    """Identity of a message by content, line endings aside (servers may normalise them):
+    SHA-256 (hardware-accelerated, and it releases the GIL) of the body without CRs.
+    Deleting CRs is ~2x cheaper than replacing CRLF; hashing was the largest share of a
+    backup's client CPU. Tagged, so a hash stored by the earlier definition (untagged
+    BLAKE2b of CRLF->LF) is never compared with one of this."""
     import hashlib
 
-    return hashlib.blake2b(body.replace(b"\r\n", b"\n"), digest_size=16).hexdigest()
+    return HASH_TAG + hashlib.sha256(body.translate(None, b"\r")).hexdigest()[:32]
 
 
 def imap_date_to_epoch(s: str) -> float:

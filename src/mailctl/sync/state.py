@@ -14,8 +14,9 @@ UIDVALIDITY change or a lost target state be repaired without copying again.
 
 from __future__ import annotations
 
+import os
 import sqlite3
-from pathlib import Path
+from _thread import allocate_lock
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID;
@@ -50,64 +51,77 @@ class Pair:
 
 
 class State:
-    def __init__(self, path: Path, durable: bool = True) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, isolation_level=None)
+    def __init__(self, path: str | os.PathLike[str], durable: bool = True) -> None:
+        self.path = os.fspath(path)
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        # One thread at a time, but not always the opening one (pipeline's uploader).
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
         self.db.executescript(SCHEMA)
+        # Folder workers and their uploader threads share this connection; each method is
+        # one short transaction, taken under this lock (`_thread`: no `threading` import).
+        self.lock = allocate_lock()
 
     def close(self) -> None:
-        self.db.close()
+        with self.lock:
+            self.db.close()
 
     def check_endpoints(self, src: str, dst: str) -> str | None:
         """A state file belongs to one source/target pair; reuse for another is refused."""
-        rows = dict(self.db.execute("SELECT k, v FROM meta").fetchall())
-        if not rows:
-            self.db.executemany("INSERT INTO meta VALUES (?, ?)", [("src", src), ("dst", dst)])
+        with self.lock:
+            rows = dict(self.db.execute("SELECT k, v FROM meta").fetchall())
+            if not rows:
+                self.db.executemany("INSERT INTO meta VALUES (?, ?)", [("src", src), ("dst", dst)])
+                return None
+            if rows.get("src") != src or rows.get("dst") != dst:
+                return f"{self.path} belongs to {rows.get('src')} -> {rows.get('dst')}"
             return None
-        if rows.get("src") != src or rows.get("dst") != dst:
-            return f"{self.path} belongs to {rows.get('src')} -> {rows.get('dst')}"
-        return None
 
     def folders(self) -> dict[str, FolderState]:
-        return {r[0]: FolderState(*r) for r in self.db.execute("SELECT * FROM folders")}
+        with self.lock:
+            return {r[0]: FolderState(*r) for r in self.db.execute("SELECT * FROM folders")}
 
     def save_folder(self, f: FolderState) -> None:
-        self.db.execute("INSERT OR REPLACE INTO folders VALUES (?,?,?,?,?,?,?,?)",
-                        (f.src, f.dst, f.src_uv, f.dst_uv, f.src_next, f.src_modseq,
-                         f.src_count, f.max_uid))
+        with self.lock:
+            self.db.execute("INSERT OR REPLACE INTO folders VALUES (?,?,?,?,?,?,?,?)",
+                            (f.src, f.dst, f.src_uv, f.dst_uv, f.src_next, f.src_modseq,
+                             f.src_count, f.max_uid))
 
     def pairs(self, src: str) -> dict[str, Pair]:
-        return {r[0]: Pair(r[1], r[2], r[3]) for r in self.db.execute(
-            "SELECT skey, dkey, flags, hash FROM pairs WHERE src = ?", (src,))}
+        with self.lock:
+            return {r[0]: Pair(r[1], r[2], r[3]) for r in self.db.execute(
+                "SELECT skey, dkey, flags, hash FROM pairs WHERE src = ?", (src,))}
 
     def add_pairs(self, src: str, rows: list[tuple[str, str, str, str]]) -> None:
         """One transaction: after this returns, the batch counts as copied."""
-        self.db.execute("BEGIN")
-        self.db.executemany("INSERT OR REPLACE INTO pairs VALUES (?,?,?,?,?)",
-                            [(src, *r) for r in rows])
-        self.db.execute("COMMIT")
+        with self.lock:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT OR REPLACE INTO pairs VALUES (?,?,?,?,?)",
+                                [(src, *r) for r in rows])
+            self.db.execute("COMMIT")
 
     def set_flags(self, src: str, changes: dict[str, str]) -> None:
-        self.db.execute("BEGIN")
-        self.db.executemany("UPDATE pairs SET flags = ? WHERE src = ? AND skey = ?",
-                            [(f, src, k) for k, f in changes.items()])
-        self.db.execute("COMMIT")
+        with self.lock:
+            self.db.execute("BEGIN")
+            self.db.executemany("UPDATE pairs SET flags = ? WHERE src = ? AND skey = ?",
+                                [(f, src, k) for k, f in changes.items()])
+            self.db.execute("COMMIT")
 
     def drop_pairs(self, src: str, skeys: list[str] | None = None) -> None:
-        if skeys is None:
-            self.db.execute("DELETE FROM pairs WHERE src = ?", (src,))
-            return
-        self.db.execute("BEGIN")
-        self.db.executemany("DELETE FROM pairs WHERE src = ? AND skey = ?",
-                            [(src, k) for k in skeys])
-        self.db.execute("COMMIT")
+        with self.lock:
+            if skeys is None:
+                self.db.execute("DELETE FROM pairs WHERE src = ?", (src,))
+                return
+            self.db.execute("BEGIN")
+            self.db.executemany("DELETE FROM pairs WHERE src = ? AND skey = ?",
+                                [(src, k) for k in skeys])
+            self.db.execute("COMMIT")
 
     def rekey(self, src: str, mapping: dict[str, str]) -> None:
         """Source keys changed (new UIDVALIDITY): move pairs to their new keys."""
-        self.db.execute("BEGIN")
-        self.db.executemany("UPDATE pairs SET skey = ? WHERE src = ? AND skey = ?",
-                            [(new, src, old) for old, new in mapping.items()])
-        self.db.execute("COMMIT")
+        with self.lock:
+            self.db.execute("BEGIN")
+            self.db.executemany("UPDATE pairs SET skey = ? WHERE src = ? AND skey = ?",
+                                [(new, src, old) for old, new in mapping.items()])
+            self.db.execute("COMMIT")
