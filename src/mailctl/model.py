@@ -20,6 +20,9 @@ from mailctl.secret import Secret
 _ATEXT = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]"
 _LOCAL_RE = re.compile(rf"^{_ATEXT}+(?:\.{_ATEXT}+)*$")
 _LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+# A subset of what normalise_address returns unchanged; anything else takes the long way.
+_NORMAL_ADDR = re.compile(rf"^[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*@(?:{_LABEL}\.)+{_LABEL}$")
 
 
 class AddressError(ValueError):
@@ -53,7 +56,7 @@ def normalise_domain(domain: str) -> str:
 
 
 def normalise_local_part(local: str) -> str:
-    if _LOCAL_RE.match(local):  # already normal: the common case, kept cheap
+    if len(local) <= 64 and _LOCAL_RE.match(local):  # already normal: the common case
         return local
     lp = local.strip().lower()
     if not lp:
@@ -74,6 +77,10 @@ def normalise_address(address: str, default_domain: str | None = None) -> str:
     A bare local part is completed with `default_domain`; `@domain` (a catch-all
     key) keeps its empty local part.
     """
+    if _NORMAL_ADDR.match(address):
+        at = address.index("@")
+        if at <= 64 and len(address) - at <= 254:
+            return address  # already normal (lower-case ASCII): no work, 10k times a plan
     text = address.strip()
     if "@" not in text:
         if default_domain is None:
