@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 Path_ = tuple[str | int, ...]
 
@@ -21,7 +23,6 @@ _BOOL = "tag:yaml.org,2002:bool"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _NULL = "tag:yaml.org,2002:null"
-_Base: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _INT_RE = re.compile(r"^[-+]?(0|[1-9][0-9]*)$")
 # No leading zeros and no exponents: `local_part: 007` or `1e3` stay text; the
 # only floats a mailctl config has are shares like 0.3.
@@ -30,31 +31,38 @@ _NULLS = frozenset(("", "~", "null", "Null", "NULL"))
 _BOOLS = frozenset(("true", "True", "TRUE", "false", "False", "FALSE"))
 
 
-class _Loader(_Base):  # type: ignore[misc]
+def _resolve(kind: type[Any], value: Any, implicit: Any, yaml: Any) -> str:
     """YAML 1.2 core-schema scalars: only true/false are booleans.
 
     With YAML 1.1 (PyYAML's default) `local_part: no`, `on` or `y` silently
-    become booleans — the Norway problem, for mailbox names. Being one dict
+    become booleans — the Norway problem, for mailbox names. Being one set
     lookup and at most one regex per plain scalar, it is also faster than
     PyYAML's resolver table (0.10 s of a 10k-mailbox load, profiled)."""
-
-    def resolve(self, kind: type[Any], value: Any, implicit: Any) -> str:
-        if kind is not yaml.ScalarNode:
-            return "tag:yaml.org,2002:seq" if kind is yaml.SequenceNode else (
-                "tag:yaml.org,2002:map")
-        if not implicit[0]:  # quoted: always a string
-            return "tag:yaml.org,2002:str"
-        if value in _NULLS:
-            return _NULL
-        first = value[0]
-        if first in _BOOLS_FIRST and value in _BOOLS:
-            return _BOOL
-        if first in _NUM_FIRST:
-            if _INT_RE.match(value):
-                return _INT
-            if _FLOAT_RE.match(value):
-                return _FLOAT
+    if kind is not yaml.ScalarNode:
+        return "tag:yaml.org,2002:seq" if kind is yaml.SequenceNode else "tag:yaml.org,2002:map"
+    if not implicit[0]:  # quoted: always a string
         return "tag:yaml.org,2002:str"
+    if value in _NULLS:
+        return _NULL
+    first = value[0]
+    if first in _BOOLS_FIRST and value in _BOOLS:
+        return _BOOL
+    if first in _NUM_FIRST:
+        if _INT_RE.match(value):
+            return _INT
+        if _FLOAT_RE.match(value):
+            return _FLOAT
+    return "tag:yaml.org,2002:str"
+
+
+@cache
+def _loader() -> type[Any]:
+    """PyYAML is imported only on a cache miss (54 ms of a `plan`'s start-up)."""
+    import yaml
+
+    base: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return type("MailctlLoader", (base,), {
+        "resolve": lambda self, kind, value, implicit: _resolve(kind, value, implicit, yaml)})
 
 
 _BOOLS_FIRST = frozenset("tTfF")
@@ -78,9 +86,15 @@ class Located:
     data: Any
     root: yaml.Node | None = None
     duplicates: list[tuple[Path_, Pos, Pos]] = field(default_factory=list)
+    text: str | None = None  # set when the data came from the cache: compose on demand
 
     def _node(self, path: Path_) -> tuple[yaml.Node | None, yaml.Node | None]:
         """(key node, value node) at `path`; as deep as the path goes."""
+        import yaml
+
+        if self.root is None and self.text is not None:
+            self.root = yaml.compose(self.text, Loader=_loader())
+            self.text = None
         node, key_node = self.root, None
         for part in path:
             nxt = None
@@ -131,8 +145,24 @@ def _mark(node: yaml.Node) -> Pos:
 
 
 def load_located(text: str, name: str = "<config>") -> Located:
+    from mailctl.config import cache
+
+    hit = cache.get(text)
+    if isinstance(hit, tuple) and len(hit) == 2:
+        data, dups = hit
+        return Located(data=data, text=text, duplicates=[
+            (tuple(p), Pos(*a), Pos(*b)) for p, a, b in dups])
+    located = _parse(text)
+    cache.put(text, (located.data, [
+        (list(p), (a.line, a.col), (b.line, b.col)) for p, a, b in located.duplicates]))
+    return located
+
+
+def _parse(text: str) -> Located:
+    import yaml
+
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        root = yaml.compose(text, Loader=_loader())
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         pos = Pos(mark.line + 1, mark.column + 1) if mark else None
