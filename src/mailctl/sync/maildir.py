@@ -258,7 +258,9 @@ class MaildirStore:
                 while view:
                     view = view[os.write(fd, view):]
                 os.utime(fd, (mtime, mtime))
-            if self.fsync and len(fds) > 1 and WRITERS > 1:
+            if self.fsync and len(fds) > 1 and SYNCFS and _syncfs(fds[0]):
+                pass  # one flush of the filesystem covers every file of the batch
+            elif self.fsync and len(fds) > 1 and WRITERS > 1:
                 if self._pool is None:
                     from concurrent.futures import ThreadPoolExecutor
 
@@ -292,6 +294,29 @@ class MaildirStore:
                 del self._index[folder][k]
         if self.fsync and keys:
             _fsync_dir(_j(p, "cur"))
+
+
+SYNCFS = os.environ.get("MAILCTL_SYNC_SYNCFS", "1") != "0"
+_libc: Any = None
+
+
+def _syncfs(fd: int) -> bool:
+    """syncfs(2): flush the filesystem holding `fd` — all of the batch's data and
+    metadata — in one call, instead of one fsync per file. Linux only; False when
+    unavailable, so the caller falls back to fsync per file."""
+    global _libc
+    if _libc is None:
+        try:
+            import ctypes
+            import ctypes.util
+
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            _libc.syncfs  # noqa: B018 - fails here, not later, where there is none
+        except (OSError, AttributeError):
+            _libc = False
+    if not _libc:
+        return False
+    return int(_libc.syncfs(fd)) == 0
 
 
 def _fsync_all(fds: list[int]) -> None:
