@@ -83,6 +83,15 @@ class ImapStore:
             self._conn = None
             self._selected = None
 
+    def reselect(self) -> None:
+        """Forget the selected folder's cached status: the next select() asks the server
+        (a long-lived session, e.g. the fetch daemon's IDLE one, sees the folder change)."""
+        self._selected = None
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
+
     def has(self, cap: str) -> bool:
         return cap in self.conn.capabilities
 

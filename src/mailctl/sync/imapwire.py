@@ -31,6 +31,14 @@ _BODY_SHAPE = re.compile(rb'\* (\d+) FETCH \(UID (\d+) FLAGS \(([^()"]*)\) '
 _LIST_SHAPE = re.compile(rb'\* (\d+) FETCH \(UID (\d+) FLAGS \(([^()"]*)\) '
                          rb'RFC822\.SIZE (\d+)(?: MODSEQ \(\d+\))?\)\Z')
 _RESP_CODE = re.compile(rb"\[([A-Z-]+)(?: ([^\]]*))?\]")
+_NEWS_TAILS = (b" EXISTS", b" RECENT")
+IDLE_MAX = 29 * 60  # RFC 2177: re-issue IDLE at least every 29 minutes
+
+
+def _news(line: bytes) -> bool:
+    """`* n EXISTS`, or `* n RECENT` with n > 0: the server reports new mail."""
+    return line.endswith(b" EXISTS") or (line.endswith(b" RECENT")
+                                         and not line.startswith(b"* 0 "))
 
 
 class ImapError(Exception):
@@ -114,6 +122,10 @@ class Connection:
         self.untagged: list[Response] = []
         self.capabilities: set[str] = set()
         self._enabled = False
+        # Set whenever the server reports new mail (EXISTS/RECENT) in any untagged response;
+        # the fetch daemon clears it after SELECT and IDLEs only while it stays clear.
+        self.new_mail = False
+        self._idle_tag = b""
         greeting = self._read_response()
         if not greeting.line.startswith(b"* OK") and not greeting.line.startswith(b"* PREAUTH"):
             raise ImapError(f"unexpected greeting from {host}: {greeting.line[:80]!r}")
@@ -181,6 +193,7 @@ class Connection:
                         break
                     if r.line.startswith(tag + b" "):
                         raise ImapError(self._describe(r.line))
+                    self.new_mail = self.new_mail or _news(r.line)
                     self.untagged.append(r)
             else:
                 out.append(b"{%d+}\r\n" % len(data))
@@ -203,6 +216,8 @@ class Connection:
                 self._pending.discard(head)
                 self._done[head] = r.line
             elif head != b"+":
+                if r.line[-7:] in _NEWS_TAILS and _news(r.line):  # cheap on bulk FETCHes
+                    self.new_mail = True
                 self.untagged.append(r)
         line = self._done.pop(tag)
         got, self.untagged = self.untagged, []
@@ -228,6 +243,79 @@ class Connection:
         m = _RESP_CODE.search(line)
         if m and m.group(1) == b"CAPABILITY" and m.group(2):
             self.capabilities = set(m.group(2).decode().upper().split())
+
+    # -- IDLE (RFC 2177) ----------------------------------------------------
+    @property
+    def idling(self) -> bool:
+        return bool(self._idle_tag)
+
+    def idle_start(self) -> None:
+        """Send IDLE and wait for the server's `+`. Updates it sends first (mail that
+        arrived since the last command) set `new_mail` like any other."""
+        if "IDLE" not in self.capabilities:
+            raise ImapError(f"{self.host} does not offer IDLE")
+        tag = self.send(b"IDLE")
+        while True:
+            r = self._read_response()
+            if r.line.startswith(b"+"):
+                self._idle_tag = tag
+                return
+            if r.line.startswith(tag + b" "):
+                self._pending.discard(tag)
+                raise ImapError(self._describe(r.line))
+            self.new_mail = self.new_mail or _news(r.line)
+
+    def buffered(self) -> bool:
+        """Bytes already received but not read (our buffer or TLS's): select() on the
+        socket would not see them."""
+        pending = getattr(self.sock, "pending", None)
+        return len(self._buf) > self._pos or bool(pending and pending())
+
+    def idle_read(self) -> bool:
+        """During IDLE, once the socket is readable (or `buffered()`): take what arrived,
+        consume the complete responses, return `new_mail`. A tagged end of the IDLE or a
+        BYE (the server gave up on us) raises ImapError, as does a closed connection."""
+        if self._buf.find(b"\r\n", self._pos) < 0:
+            self._fill()
+        while self._buf.find(b"\r\n", self._pos) >= 0:
+            r = self._read_response()
+            if r.line.startswith(self._idle_tag + b" ") or r.line.startswith(b"* BYE"):
+                self._pending.discard(self._idle_tag)
+                self._idle_tag = b""
+                raise ImapError(self._describe(r.line))
+            self.new_mail = self.new_mail or _news(r.line)
+        return self.new_mail
+
+    def idle_wait(self, timeout: float) -> bool:
+        """Wait in IDLE until new mail is reported (True) or `timeout` passes (False)."""
+        import select  # not on the lean path of a backup
+        import time
+
+        deadline = time.monotonic() + min(timeout, IDLE_MAX)
+        while not self.new_mail:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            if self.buffered() or select.select([self.sock], [], [], left)[0]:
+                self.idle_read()
+        return self.new_mail
+
+    def idle_done(self) -> None:
+        """End IDLE: DONE, then the tagged OK (updates read meanwhile count too)."""
+        tag, self._idle_tag = self._idle_tag, b""
+        if not tag:
+            return
+        self.sock.sendall(b"DONE\r\n")
+        _, resp = self.wait(tag)
+        self.new_mail = self.new_mail or any(_news(r.line) for r in resp)
+
+    def idle(self, timeout: float) -> bool:
+        """One IDLE round: start, wait for new mail or `timeout`, DONE. True on new mail."""
+        self.idle_start()
+        try:
+            return self.idle_wait(timeout)
+        finally:
+            self.idle_done()
 
     # -- session -----------------------------------------------------------
     def refresh_capabilities(self) -> None:
@@ -264,6 +352,9 @@ class Connection:
 
     def logout(self) -> None:
         try:
+            if self._idle_tag:  # a clean end: DONE first, then LOGOUT
+                self.sock.sendall(b"DONE\r\n")
+                self._idle_tag = b""
             self.sock.sendall(b"zz LOGOUT\r\n")
         except OSError:
             pass
