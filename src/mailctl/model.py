@@ -178,6 +178,10 @@ class Mailbox:
     footer: Footer | None = None
     # Where the provider sends password invitations and recovery mail.
     recovery_email: str | None = None
+    # False: the mailbox is switched off (mailcow `active`, Mailu `enabled`).
+    enabled: bool | None = None
+    # Free-form labels (mailcow tags), a set kept sorted; None = not managed.
+    tags: tuple[str, ...] | None = None
     # Write-only: set on create (declared or generated), never read back for diffing.
     password: Secret | None = field(default=None, compare=False)
     password_hash: str | None = field(default=None, compare=False)
@@ -217,6 +221,10 @@ class Mailbox:
         _flat(out, "footer", self.footer)
         if self.recovery_email is not None:
             out["recovery_email"] = self.recovery_email
+        if self.enabled is not None:
+            out["enabled"] = self.enabled
+        if self.tags is not None:
+            out["tags"] = sorted(self.tags)
         return out
 
 

@@ -78,6 +78,24 @@ CASES = [
     ),
     pytest.param(
         HEAD + "  example.org:\n    provider: local\n    mailboxes:\n"
+        "      - local_part: alice\n        tags: [staff]\n",
+        "mailctl.yaml:10:9: error: provider 'local' does not support mailbox tags (`tags`)",
+        "remove", id="provider-lacks-tags",
+    ),
+    pytest.param(
+        HEAD + "  example.org:\n    provider: local\n    mailboxes:\n"
+        "      - local_part: alice\n        enabled: false\n",
+        "mailctl.yaml:10:9: error: provider 'local' does not support switching mailboxes off",
+        "remove", id="provider-lacks-enabled",
+    ),
+    pytest.param(
+        HEAD + "  example.org:\n    provider: local\n    mailboxes:\n"
+        "      - local_part: alice\n        tags: [Staff, '', staff]\n",
+        "mailctl.yaml:10:23: error: a tag must not be empty", "",
+        id="bad-tags",
+    ),
+    pytest.param(
+        HEAD + "  example.org:\n    provider: local\n    mailboxes:\n"
         "      - local_part: alice\n        password: hunter2hunter2\n",
         "mailctl.yaml:10:19: error: a secret must be a reference", "${env:NAME}",
         id="plaintext-password",

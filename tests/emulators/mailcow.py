@@ -4,7 +4,11 @@ Faithful where clients trip: HTTP 200 with `danger` entries on failure, `{}`
 for empty lists and missing objects, "1"/"0" strings, quota written in MiB
 and read in bytes, the hidden self-alias of every mailbox, aliases created
 inactive without `active`, `access_denied` for an unknown domain or object,
-JSON bodies parsed only with a JSON content type, read-only keys.
+JSON bodies parsed only with a JSON content type, read-only keys. Mailbox
+tags: absent from a read when there are none, only ever added by
+`edit/mailbox` (removed through `delete/mailbox/tag/{username}`), unique
+without regard to case, empty ones ("" and "0", PHP's `empty`) skipped, and
+a warning past TAGGING_LIMIT.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 from tests.emulators.base import Emulator, Reply, Request
 
 MIB = 1 << 20
+TAGGING_LIMIT = 25  # vars.inc.php; an index above it stops the loop with a warning
 _EMAIL = re.compile(r"^[^@\s,]*@[a-z0-9.-]+\.[a-z0-9-]+$")
 
 
@@ -52,10 +57,12 @@ class MailcowEmulator(Emulator):
                               "active": 1}
 
     def add_mailbox(self, address: str, name: str = "", quota_mib: int = 1024,
-                    password: str = "seeded-password") -> None:
+                    password: str = "seeded-password", active: int = 1,
+                    tags: list[str] | None = None) -> None:
         local, _, domain = address.partition("@")
         self.mailboxes[address] = {"local_part": local, "domain": domain, "name": name,
-                                   "quota": quota_mib, "active": 1}
+                                   "quota": quota_mib, "active": active,
+                                   "tags": list(tags or [])}
         self.passwords[address] = password
         self._new_alias(address, address, 1)
 
@@ -102,6 +109,9 @@ class MailcowEmulator(Emulator):
             except ValueError:
                 return Reply(400, {"type": "error", "msg": "Request body doesn't contain "
                                                            "valid json!"})
+            if parts[:3] == ["delete", "mailbox", "tag"]:  # delete/mailbox/tag/{username}
+                return Reply(200, self._delete_mailbox_tag(
+                    parts[3] if len(parts) > 3 else "", data))
             fn = getattr(self, f"_{action}_{parts[1] if len(parts) > 1 else ''}", None)
             if fn is None:
                 return Reply(404, {"type": "error", "msg": "route not found"})
@@ -164,8 +174,10 @@ class MailcowEmulator(Emulator):
                 "attributes": {"force_pw_update": "0", "imap_access": "1", "pop3_access": "1",
                                "smtp_access": "1", "sieve_access": "1", "sogo_access": "1",
                                "tls_enforce_in": "0", "tls_enforce_out": "0"},
-                "tags": [], "last_imap_login": 0, "last_smtp_login": 0,
-                "created": "2026-01-01 00:00:00", "modified": None}
+                "last_imap_login": 0, "last_smtp_login": 0,
+                "created": "2026-01-01 00:00:00", "modified": None,
+                # Only set when there is one: get_mailbox_details appends to it.
+                **({"tags": list(m["tags"])} if m["tags"] else {})}
 
     def _alias_row(self, a: dict[str, Any]) -> dict[str, Any]:
         return {"id": a["id"], "address": a["address"], "goto": a["goto"],
@@ -216,11 +228,28 @@ class MailcowEmulator(Emulator):
             return [danger("mailbox_quota_left_exceeded", dom["quota"])]
         self.mailboxes[addr] = {"local_part": local, "domain": domain,
                                 "name": str(d.get("name", "")), "quota": quota,
-                                "active": int(d.get("active", 1))}
+                                "active": int(d.get("active", 1)), "tags": []}
         self.passwords[addr] = pw
         self._new_alias(addr, addr, 1)
+        warnings = self._save_tags(self.mailboxes[addr], d.get("tags"))
         masked = {**d, "password": "*", "password2": "*"}
-        return [ok("mailbox_added", addr, log=["mailbox", "add", "mailbox", masked])]
+        return [*warnings, ok("mailbox_added", addr, log=["mailbox", "add", "mailbox", masked])]
+
+    @staticmethod
+    def _save_tags(m: dict[str, Any], tags: Any) -> list[dict[str, Any]]:
+        """INSERT per tag; the unique key (tag_name, username) is case-insensitive and
+        its violation swallowed, so tags are only ever added."""
+        out: list[dict[str, Any]] = []
+        for index, tag in enumerate(tags if isinstance(tags, list) else []):
+            if tag in ("", "0", 0, None, False):
+                continue
+            if index > TAGGING_LIMIT:
+                out.append({"type": "warning", "log": [],
+                            "msg": ["tag_limit_exceeded", f"limit {TAGGING_LIMIT}"]})
+                break
+            if str(tag).casefold() not in {t.casefold() for t in m["tags"]}:
+                m["tags"].append(str(tag))
+        return out
 
     def _add_alias(self, d: dict[str, Any]) -> list[dict[str, Any]]:
         out = []
@@ -268,6 +297,7 @@ class MailcowEmulator(Emulator):
                     m[k] = int(attr[k]) if k == "active" else str(attr[k])
             if attr.get("password"):
                 self.passwords[addr] = str(attr["password"])
+            out.extend(self._save_tags(m, attr.get("tags")))
             out.append(ok("mailbox_modified", addr))
         return out
 
@@ -297,6 +327,20 @@ class MailcowEmulator(Emulator):
                     del self.aliases[i]
             out.append(ok("mailbox_removed", addr))
         return out
+
+    def _delete_mailbox_tag(self, username: str, d: Any) -> Any:
+        """mailbox('delete', 'tags_mailbox'): the body lists the tags to remove."""
+        tags = self._items(d) if isinstance(d, list) else []
+        if not _EMAIL.match(username):
+            return [danger("email invalid")]
+        m = self.mailboxes.get(username)
+        if m is None:
+            return [danger("access_denied")]
+        if not tags:
+            return {"type": "error", "msg": "Cannot delete item"}  # nothing was modified
+        gone = {t.casefold() for t in tags}  # `tag_name = :tag_name`, without case
+        m["tags"] = [t for t in m["tags"] if t.casefold() not in gone]
+        return [ok("mailbox_modified", username)]
 
     def _delete_alias(self, d: Any) -> list[dict[str, Any]]:
         out = []

@@ -228,3 +228,65 @@ def test_quota_must_be_whole_mib(csite: Site, cow: MailcowEmulator) -> None:
     msg = next(o["message"] for o in data["outcomes"] if o["address"] == "alice@example.org"
                and o["kind"] == "mailbox")
     assert "whole MiB" in msg
+
+
+def test_enabled_and_tags_create_drift_reconcile_import(
+    csite: Site, cow: MailcowEmulator
+) -> None:
+    text = CONFIG.format(url=cow.url).replace(
+        "        aliases: [ali]\n",
+        "        aliases: [ali]\n        enabled: false\n        tags: [vip, staff]\n")
+    csite.config(text)
+    r, _ = csite.apply_json()
+    assert r.code == 0, r.all
+    alice = cow.mailboxes["alice@example.org"]
+    assert alice["active"] == 0 and sorted(alice["tags"]) == ["staff", "vip"]
+    assert cow.mailboxes["bob@example.org"]["active"] == 1  # undeclared: on, as before
+    r = csite.run("status", "--json")
+    assert r.code == 0 and json.loads(r.out)["in_sync"] is True, r.all
+
+    # Order is not drift, at mailcow or in the YAML.
+    alice["tags"] = ["vip", "staff"]
+    csite.config(text.replace("[vip, staff]", "[staff, vip]"))
+    assert csite.run("plan", "--detailed-exitcode").code == 0
+
+    # A different set (and switched back on in the UI) is.
+    alice.update(tags=["staff", "old"], active=1)
+    r = csite.run("status", "--json")
+    assert json.loads(r.out)["in_sync"] is False, r.all
+    r = csite.run("plan", "--reconcile")
+    assert "tags: old, staff -> staff, vip" in r.out and "enabled: True -> False" in r.out, r.out
+    sent: list[tuple[str, object]] = []
+    cow.before = lambda req: (sent.append((req.path, req.json()))
+                              if req.method == "POST" else None)
+    r = csite.run("apply", "--reconcile")
+    assert r.code == 0, r.all
+    assert sent == [("delete/mailbox/tag/alice@example.org", ["old"]),
+                    ("edit/mailbox", {"items": ["alice@example.org"],
+                                      "attr": {"active": 0, "tags": ["vip"]}})]
+    assert sorted(alice["tags"]) == ["staff", "vip"] and alice["active"] == 0
+    assert csite.run("plan", "--detailed-exitcode").code == 0
+
+    # import writes them back (on and no tags are left out) and plans nothing.
+    r = csite.run("import", "-p", "cow")
+    assert r.code == 0, r.all
+    boxes = {m["local_part"]: m for m in yaml.safe_load(r.out)["domains"]["example.org"]
+             ["mailboxes"]}
+    assert boxes["alice"]["enabled"] is False and boxes["alice"]["tags"] == ["staff", "vip"]
+    assert "enabled" not in boxes["bob"] and "tags" not in boxes["bob"]
+    csite.config(r.out, "imported.yaml")
+    r = csite.run("plan", "-f", "imported.yaml", "--detailed-exitcode")
+    assert r.code == 0, r.all
+
+
+def test_tags_only_removed_sends_no_edit(csite: Site, cow: MailcowEmulator) -> None:
+    csite.config(CONFIG.format(url=cow.url).replace(
+        "        aliases: [ali]\n", "        aliases: [ali]\n        tags: []\n"))
+    assert csite.run("apply").code == 0
+    cow.mailboxes["alice@example.org"]["tags"] = ["Legacy"]
+    cow.reset_log()
+    r = csite.run("apply", "--reconcile")
+    assert r.code == 0, r.all
+    assert [p for m, p, _ in cow.log if m == "POST"] == ["delete/mailbox/tag/alice@example.org"]
+    assert cow.mailboxes["alice@example.org"]["tags"] == []
+    assert csite.run("plan", "--detailed-exitcode").code == 0

@@ -141,3 +141,23 @@ def test_server_error_mid_apply_then_resume(usite: Site, mailu: MailuEmulator) -
     r, data = usite.apply_json()
     assert r.code == 0, r.all
     assert data["summary"]["done"] == 2
+
+
+def test_enabled_is_the_users_enabled_flag(usite: Site, mailu: MailuEmulator) -> None:
+    text = CONFIG.format(url=mailu.url).replace(
+        "        name: Alice Liddell\n", "        name: Alice Liddell\n        enabled: false\n")
+    usite.config(text)
+    r, _ = usite.apply_json()
+    assert r.code == 0, r.all
+    assert mailu.users["alice@example.org"]["enabled"] is False
+    assert mailu.users["bob@example.org"]["enabled"] is True
+    assert usite.run("plan", "--detailed-exitcode").code == 0
+    mailu.users["alice@example.org"]["enabled"] = True
+    r = usite.run("apply", "--reconcile")
+    assert r.code == 0, r.all
+    assert mailu.users["alice@example.org"]["enabled"] is False
+    r = usite.run("import", "-p", "mu")
+    assert r.code == 0, r.all
+    usite.config(r.out, "imported.yaml")
+    assert "enabled: false" in r.out
+    assert usite.run("plan", "-f", "imported.yaml", "--detailed-exitcode").code == 0

@@ -94,6 +94,12 @@ class ExtrasMixin:
             mbox.recovery_email = self._addr(mc.recovery_email, domain_of(mbox.address),
                                              (*mp, "recovery_email"), "recovery_email")
             feature("invitation", "recovery_email")
+        if mc.enabled is not None:
+            mbox.enabled = mc.enabled
+            feature("enabled", "enabled")
+        if mc.tags is not None:
+            mbox.tags = self._tags(mc.tags, (*mp, "tags"))
+            feature("tags", "tags")
         if mc.password_method == "invitation":
             feature("invitation", "password_method")
             mbox.invite = True
@@ -124,6 +130,23 @@ class ExtrasMixin:
                     continue
             out.add(text)
         return tuple(sorted(out))
+
+    def _tags(self, raw: tuple[str, ...], path: Path_) -> tuple[str, ...]:
+        """Non-empty labels, a set kept sorted. Two that differ only in case are refused:
+        mailcow stores tags case-insensitively, so they would be one tag and never match."""
+        seen: dict[str, str] = {}
+        for j, item in enumerate(raw):
+            tag = str(item).strip()
+            if not tag:
+                self.col.add((*path, j), "a tag must not be empty")
+                continue
+            first = seen.get(tag.casefold())
+            if first is not None:
+                self.col.add((*path, j), f"tag {tag!r} is listed twice"
+                             + (f" (also as {first!r})" if first != tag else ""))
+                continue
+            seen[tag.casefold()] = tag
+        return tuple(sorted(seen.values()))
 
     # -- identities ---------------------------------------------------------------
 

@@ -123,6 +123,10 @@ class MailboxConfig(Strict):
     # `invitation`: no password is set; the provider mails `recovery_email` an invitation.
     password_method: Literal["password", "invitation"] | None = None
     recovery_email: str | None = None
+    # false: the mailbox exists but is switched off (no login, no delivery).
+    enabled: bool | None = None
+    # Free-form labels; a set (order is not drift). Absent = not managed.
+    tags: tuple[str, ...] | None = None
     identities: tuple[IdentityConfig, ...] = ()
 
     @field_validator("quota", mode="before")

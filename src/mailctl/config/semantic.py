@@ -57,6 +57,8 @@ _FEATURES = {
     "invitation": "password invitations (`password_method: invitation`, `recovery_email`)",
     "identities": "identities (`identities`)",
     "rewrites": "rewrites (`rewrites`)",
+    "enabled": "switching mailboxes off (`enabled`)",
+    "tags": "mailbox tags (`tags`)",
 }
 
 

@@ -46,6 +46,8 @@ class Capabilities:
     invitation: bool = False  # password_method: invitation, recovery_email
     identities: bool = False
     rewrites: bool = False
+    enabled: bool = False  # `enabled: false` switches a mailbox off
+    tags: bool = False  # mailbox `tags`
 
     def lacks(self, feature: str) -> bool:
         return not bool(getattr(self, feature))

@@ -87,6 +87,22 @@ def norm_addresses(raw: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def as_bool(value: Any) -> bool:
+    """mailcow's "1"/"0" (or 1/0, or a JSON bool). A mailbox's `active` may also be 2,
+    "disallow login" (mail is still received): not switched on, so False."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    return text in ("1", "true")
+
+
+def as_tags(value: Any) -> tuple[str, ...]:
+    """`tags` is absent when a mailbox has none (a list otherwise); a set, kept sorted."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(sorted({str(t) for t in value if str(t)}))
+
+
 def check_result(body: Any, client: HttpClient, obj: str | None) -> None:
     """Raise unless every entry of an add/edit/delete answer is success or warning."""
     entries = body if isinstance(body, list) else [body] if isinstance(body, dict) else []
@@ -123,6 +139,7 @@ class MailcowProvider(HttpProvider):
     capabilities: ClassVar[Capabilities] = Capabilities(
         mailboxes=True, aliases=True, forwards=False, catch_all=True, quota=True,
         display_name=True, spam=False, external_destinations=True, domains=True,
+        enabled=True, tags=True,
     )
     settings_model = MailcowSettings
     auth_hint = (" and that this machine's IP is in the API allow-list (System → "
@@ -173,7 +190,9 @@ class MailcowProvider(HttpProvider):
         quota = row.get("quota")
         return Mailbox(normalise_address(str(row["username"])),
                        name=str(row.get("name") or "") or None,
-                       quota=int(quota) if quota not in (None, "") else 0)  # bytes on read
+                       quota=int(quota) if quota not in (None, "") else 0,  # bytes on read
+                       enabled=as_bool(row.get("active_int", row.get("active", "1"))),
+                       tags=as_tags(row.get("tags")))
 
     @staticmethod
     def _alias(row: dict[str, Any]) -> Alias | None:
@@ -220,12 +239,15 @@ class MailcowProvider(HttpProvider):
                 password = obj.password.reveal()
             else:
                 raise self.error(ErrorKind.INVALID, "no password to set", obj.address)
-            body: dict[str, Any] = {"local_part": local, "domain": domain, "active": "1",
+            body: dict[str, Any] = {"local_part": local, "domain": domain,
+                                    "active": 0 if obj.enabled is False else 1,
                                     "password": password, "password2": password}
             if obj.name is not None:
                 body["name"] = obj.name
             if obj.quota is not None:
                 body["quota"] = self._mib(obj.quota, obj.address)
+            if obj.tags:
+                body["tags"] = list(obj.tags)
             self._post("add/mailbox", body, obj.address, idempotent=False)
         elif isinstance(obj, Alias):
             # Without `active`, mailcow creates the alias switched off.
@@ -241,6 +263,12 @@ class MailcowProvider(HttpProvider):
                 attr["name"] = fields["name"]
             if "quota" in fields:
                 attr["quota"] = self._mib(int(fields["quota"]), obj.address)
+            if "enabled" in fields:
+                attr["active"] = 1 if fields["enabled"] else 0
+            if "tags" in fields:
+                added = self._retag(obj.address, set(fields["tags"]))
+                if added:
+                    attr["tags"] = added
             path = "edit/mailbox"
         elif isinstance(obj, Alias):
             attr["goto"] = ",".join(obj.destinations)  # an empty goto would mean "unchanged"
@@ -249,6 +277,21 @@ class MailcowProvider(HttpProvider):
             raise self.error(ErrorKind.INVALID, "mailcow forwards are not supported", obj.key)
         if attr:
             self._post(path, {"items": [obj.key], "attr": attr}, obj.key, idempotent=True)
+
+    def _retag(self, address: str, want: set[str]) -> list[str]:
+        """Remove the tags `address` should not have; return those still to add.
+
+        `edit/mailbox` only ever adds tags (a tag it already has is ignored), so the
+        current set is re-read and the extra ones go to `delete/mailbox/tag/{address}`.
+        Removing first also turns `Foo` into `foo` (mailcow compares tags without case)."""
+        rows = as_list(self.http.get_json(f"get/mailbox/{address}", obj=address))
+        if not rows:
+            raise self.error(ErrorKind.NOT_FOUND, "the mailbox is gone", address)
+        have = set(as_tags(rows[0].get("tags")))
+        drop = sorted(have - want)
+        if drop:
+            self._post(f"delete/mailbox/tag/{address}", drop, address, idempotent=True)
+        return sorted(want - have)
 
     def delete(self, kind: Kind, key: str) -> None:
         path = {Kind.MAILBOX: "delete/mailbox", Kind.ALIAS: "delete/alias"}.get(kind)

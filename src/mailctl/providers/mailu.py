@@ -69,6 +69,7 @@ class MailuProvider(HttpProvider):
         # True for the sake of forwards; an alias to an external address is refused by
         # Mailu at apply time (404), and reported with what to do instead.
         display_name=True, spam=False, external_destinations=True, domains=True,
+        enabled=True,  # the user's `enabled`
     )
     settings_model = MailuSettings
     auth_hint = " (Mailu's API_TOKEN from mailu.env)"
@@ -115,7 +116,8 @@ class MailuProvider(HttpProvider):
     def _user(row: dict[str, Any]) -> tuple[Mailbox, Forward | None]:
         address = normalise_address(str(row["email"]))
         mb = Mailbox(address, name=str(row.get("displayed_name") or "") or None,
-                     quota=int(row.get("quota_bytes") or 0))
+                     quota=int(row.get("quota_bytes") or 0),
+                     enabled=bool(row.get("enabled", True)))
         fw = None
         if row.get("forward_enabled"):
             fw = Forward(address, norm_addresses(row.get("forward_destination") or []),
@@ -161,6 +163,8 @@ class MailuProvider(HttpProvider):
             out["displayed_name"] = fields["name"]
         if "quota" in fields:
             out["quota_bytes"] = int(fields["quota"])
+        if "enabled" in fields:
+            out["enabled"] = bool(fields["enabled"])
         return out
 
     @staticmethod

@@ -60,6 +60,10 @@ def _mailbox_settings(entry: dict[str, Any], mb: Mailbox, name: str) -> None:
             ("expires_on", ar.expires_on)) if v is not None}
     if mb.recovery_email:
         entry["recovery_email"] = mb.recovery_email
+    if mb.enabled is False:  # switched on is the default, left out like the others
+        entry["enabled"] = False
+    if mb.tags:
+        entry["tags"] = list(mb.tags)
 
 
 def _identities(state: DomainState) -> dict[str, list[dict[str, Any]]]:
