@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 
 from mailctl.accounts.context import open_service
 from mailctl.accounts.service import AccountService
-from mailctl.accounts.web import RateLimiter, create_app
+from mailctl.accounts.web import create_app
 from mailctl.config.load import load_config
 from mailctl.model import Kind, Mailbox
 from mailctl.provision.changes import Action, Change, Status
@@ -168,10 +168,19 @@ def test_rate_limit_per_client_address(site: Site) -> None:
     svc.store.close()
 
 
-def test_rate_limiter_refills_and_separates_clients() -> None:
-    from mailctl.accounts.settings import RateLimitSettings
-
-    rl = RateLimiter(RateLimitSettings(per_minute=60, burst=1))
-    assert rl.take("a", now=0) == 0 and rl.take("a", now=0) > 0
-    assert rl.take("b", now=0) == 0
-    assert rl.take("a", now=1.01) == 0
+def test_trusted_proxy_header_only_from_trusted_peers(site: Site) -> None:
+    svc, _ = api(site, "accounts:\n  rate_limit: {per_minute: 1, burst: 1}\n"
+                       "  web: {trusted_proxies: [10.0.0.0/8], client_address_header: X-Real-IP}\n")
+    app = create_app(svc)
+    proxy = TestClient(app, raise_server_exceptions=False, client=("10.1.2.3", 4000))
+    direct = TestClient(app, raise_server_exceptions=False, client=("192.0.2.7", 4000))
+    assert proxy.post("/?t=x", headers={"X-Real-IP": "198.51.100.1"}).status_code == 403
+    assert proxy.post("/?t=x", headers={"X-Real-IP": "198.51.100.1"}).status_code == 429
+    assert proxy.post("/?t=x", headers={"X-Real-IP": "198.51.100.2"}).status_code == 403
+    # X-Forwarded-For is not the configured header: the proxy itself is the client
+    assert proxy.post("/?t=x", headers={"X-Forwarded-For": "198.51.100.3"}).status_code == 403
+    assert proxy.post("/?t=x", headers={"X-Forwarded-For": "198.51.100.4"}).status_code == 429
+    # an untrusted peer cannot choose its address by sending the header
+    assert direct.post("/?t=x", headers={"X-Real-IP": "198.51.100.5"}).status_code == 403
+    assert direct.post("/?t=x", headers={"X-Real-IP": "198.51.100.6"}).status_code == 429
+    svc.store.close()

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Engine,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -30,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-HEAD = "0001"  # the newest migration in accounts/migrations/versions
+HEAD = "0002"  # the newest migration in accounts/migrations/versions
 BUSY_TIMEOUT_MS = 15_000
 
 metadata = MetaData()
@@ -66,6 +67,26 @@ accounts = Table(
     Index("ix_accounts_expires", "expires"),
     Index("ix_accounts_token", "token_id"),
     Index("ix_accounts_state", "state"),
+)
+
+# Shared rate-limit state (see store.Store.take_rate): a GCRA theoretical arrival time
+# per client, keyed by an HMAC of the client address with `store_meta.rate_limit_salt`.
+# A row whose `tat` is in the past means a full burst, so those rows are pruned.
+rate_limits = Table(
+    "rate_limits", metadata,
+    Column("client_key", String(64), primary_key=True),
+    Column("tat", Float, nullable=False),
+    # The latest request time applied: a request whose clock reading is older (it waited
+    # for the lock behind a later one) counts at this time, so time never runs backwards.
+    Column("seen", Float, nullable=False),
+    Column("allowed", Integer, nullable=False, server_default="0"),
+    Index("ix_rate_limits_tat", "tat"),
+)
+
+store_meta = Table(
+    "store_meta", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
 )
 
 

@@ -206,6 +206,7 @@ class AccountService:
         if dry_run:  # nothing is called, nothing is written
             report.repaired, report.removed = stale, expired
             return report
+        self.store.prune_rate_limits()  # the API prunes these too; this covers a stopped API
         for acct, outcome in self._delete_all(stale):
             if outcome is None:
                 report.repaired.append(acct)

@@ -35,7 +35,8 @@ class LoginSettings(_Strict):
 
 
 class RateLimitSettings(_Strict):
-    """Redemptions per client address (token bucket, per API worker process)."""
+    """Redemptions per client address: a token bucket of `burst` refilled at `per_minute`,
+    kept in the accounts store, so it holds across all API workers and hosts."""
 
     per_minute: float = Field(default=6.0, ge=0)  # 0 disables the limit
     burst: int = Field(default=3, ge=1)
@@ -50,8 +51,11 @@ class WebSettings(_Strict):
     threads: int = Field(default=32, ge=1, le=512)
     # Give up on the provider after this long: the client gets 504, the account is undone.
     provider_timeout: float = Field(default=20.0, gt=0)
-    # Addresses of reverse proxies whose X-Forwarded-For is believed for rate limiting.
+    # Addresses (or networks) of reverse proxies whose client address header is believed
+    # for rate limiting; empty (the default): the header is ignored and the peer counts.
     trusted_proxies: list[str] = Field(default_factory=list)
+    # The header those proxies put the client address in (X-Forwarded-For or X-Real-IP).
+    client_address_header: str = Field(default="X-Forwarded-For", min_length=1)
 
 
 class AccountsSettings(_Strict):

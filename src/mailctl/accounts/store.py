@@ -18,10 +18,26 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Float,
+    and_,
+    case,
+    cast,
+    delete,
+    extract,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from mailctl.accounts.db import accounts, make_engine, migrate, tokens
+from mailctl.accounts.db import accounts, make_engine, migrate, rate_limits, store_meta, tokens
 from mailctl.accounts.errors import (
     AddressTaken,
     AlreadyExists,
@@ -250,6 +266,59 @@ class Store:
                                         accounts.c.created <= int(before)))
         with self.engine.connect() as c:
             return [_account(r) for r in c.execute(q)]
+
+    # -- rate limiting -----------------------------------------------------------
+
+    def rate_limit_salt(self) -> bytes:
+        """The random key (made by migration 0002) that client addresses are hashed with."""
+        with self.engine.connect() as c:
+            value = c.execute(select(store_meta.c.value).where(
+                store_meta.c.name == "rate_limit_salt")).scalar_one()
+        return bytes.fromhex(value)
+
+    def _clock(self, now: float | None) -> ColumnElement[float]:
+        """`now` if given; else the database's clock on PostgreSQL (one clock for every
+        host, fixed for the statement) and this host's on SQLite (a single host anyway)."""
+        if now is not None:
+            return literal(float(now), Float)
+        if self.engine.dialect.name == "postgresql":
+            return cast(extract("epoch", func.statement_timestamp()), Float)
+        return literal(time.time(), Float)
+
+    def take_rate(self, client_key: str, interval: float, burst: int,
+                  now: float | None = None) -> float:
+        """Count one request of `client_key`: 0 if allowed, else the seconds to wait.
+
+        A token bucket of `burst` refilled every `interval` seconds, kept as GCRA's
+        theoretical arrival time (`tat`) in one row, updated by a single atomic upsert
+        (SQLite: inside BEGIN IMMEDIATE; PostgreSQL: ON CONFLICT takes the row lock), so
+        the limit holds across worker processes and hosts. `allowed` records whether
+        this very update took a slot."""
+        t = self._clock(now)
+        tau = (burst - 1) * interval
+        pg = self.engine.dialect.name == "postgresql"
+        greatest = func.greatest if pg else func.max
+        rl = rate_limits
+        at = greatest(rl.c.seen, t)  # clocks are read before the lock is held
+        start = greatest(rl.c.tat, at)
+        ok = start - at <= tau
+        ins = (postgresql.insert if pg else sqlite.insert)(rl).values(
+            client_key=client_key, tat=t + interval, seen=t, allowed=1)
+        stmt = ins.on_conflict_do_update(
+            index_elements=[rl.c.client_key],
+            set_={"tat": case((ok, start + interval), else_=rl.c.tat),
+                  "seen": at,
+                  "allowed": case((ok, 1), else_=0)},
+        ).returning(rl.c.allowed, rl.c.tat - rl.c.seen)
+        with self._tx() as c:
+            allowed, ahead = c.execute(stmt).one()
+        return 0.0 if allowed else max(float(ahead) - tau, 1e-3)
+
+    def prune_rate_limits(self, now: float | None = None) -> int:
+        """Forget clients whose bucket is full again (their row says nothing any more)."""
+        with self._tx() as c:
+            r = c.execute(delete(rate_limits).where(rate_limits.c.tat <= self._clock(now)))
+        return int(r.rowcount)
 
     def import_accounts(self, rows: Sequence[dict[str, Any]]) -> int:
         """Insert finished accounts (mailadm import); existing addresses are skipped."""

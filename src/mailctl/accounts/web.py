@@ -11,6 +11,9 @@ so uvicorn's access log is off and our own log line omits it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import hmac
 import ipaddress
 import logging
 import math
@@ -30,34 +33,51 @@ from starlette.routing import Route
 from mailctl.accounts.errors import AccountsError, ProviderTimeout, RateLimited
 from mailctl.accounts.service import AccountService, Credentials, Ticket
 from mailctl.accounts.settings import AccountsSettings, RateLimitSettings
+from mailctl.accounts.store import Store
 
 log = logging.getLogger("mailctl.accounts.web")
 
 
 class RateLimiter:
-    """A token bucket per client address; `take` returns seconds to wait, or 0."""
+    """Redemptions per client address, counted in the store: the limit holds across
+    every API worker process and host that share it (see Store.take_rate).
 
-    def __init__(self, settings: RateLimitSettings, max_clients: int = 100_000) -> None:
-        self.rate = settings.per_minute / 60.0
-        self.burst = float(settings.burst)
-        self.max_clients = max_clients
-        self._buckets: dict[str, tuple[float, float]] = {}
+    `take` returns the seconds to wait, or 0. Addresses are stored only as an HMAC
+    keyed with a random per-store salt, and only while the client's bucket is not
+    full again; those rows are pruned here at most once a minute per process."""
+
+    PRUNE_EVERY = 60.0
+
+    def __init__(self, store: Store, settings: RateLimitSettings) -> None:
+        self.store = store
+        self.interval = 60.0 / settings.per_minute if settings.per_minute > 0 else 0.0
+        self.burst = settings.burst
+        self._salt: bytes | None = None
+        self._next_prune = 0.0
         self._lock = threading.Lock()
 
-    def take(self, client: str, now: float | None = None) -> float:
-        if self.rate <= 0:
-            return 0.0
-        t = time.monotonic() if now is None else now
+    def key(self, client: str) -> str:
         with self._lock:
-            level, last = self._buckets.get(client, (self.burst, t))
-            level = min(self.burst, level + (t - last) * self.rate)
-            if level < 1.0:
-                self._buckets[client] = (level, t)
-                return (1.0 - level) / self.rate
-            if len(self._buckets) >= self.max_clients:
-                self._buckets.clear()  # memory bound under a flood of addresses
-            self._buckets[client] = (level - 1.0, t)
+            if self._salt is None:
+                self._salt = self.store.rate_limit_salt()
+            salt = self._salt
+        return hmac.new(salt, client.encode(), hashlib.sha256).hexdigest()
+
+    def take(self, client: str, now: float | None = None) -> float:
+        if not self.interval:
             return 0.0
+        wait = self.store.take_rate(self.key(client), self.interval, self.burst, now)
+        self._maybe_prune(now)
+        return wait
+
+    def _maybe_prune(self, now: float | None) -> None:
+        t = time.monotonic()
+        with self._lock:
+            if t < self._next_prune:
+                return
+            self._next_prune = t + self.PRUNE_EVERY
+        with contextlib.suppress(AccountsError):  # busy: the next prune will do
+            self.store.prune_rate_limits(now)
 
 
 def error_response(status: int, reason: str, retry_after: float | None = None) -> JSONResponse:
@@ -70,12 +90,14 @@ def _from_error(exc: AccountsError) -> JSONResponse:
     return error_response(exc.status, exc.reason, exc.retry_after)
 
 
-def client_address(request: Request, trusted: list[str]) -> str:
-    """The peer, or the last X-Forwarded-For hop added before our trusted proxies."""
+def client_address(request: Request, trusted: list[str],
+                   header: str = "X-Forwarded-For") -> str:
+    """The peer; or, only when the peer is one of our trusted proxies, the last hop of
+    `header` (X-Forwarded-For by default) added before our trusted proxies."""
     peer = request.client.host if request.client else "unknown"
     if not trusted or not _in(peer, trusted):
         return peer
-    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    hops = [h.strip() for h in request.headers.get(header, "").split(",") if h.strip()]
     for hop in reversed(hops):
         if not _in(hop, trusted):
             return hop
@@ -92,14 +114,19 @@ def _in(addr: str, nets: list[str]) -> bool:
 
 def create_app(service: AccountService, settings: AccountsSettings | None = None) -> Starlette:
     cfg = settings or service.settings
-    limiter = RateLimiter(cfg.rate_limit)
+    limiter = RateLimiter(service.store, cfg.rate_limit)
     pool = ThreadPoolExecutor(max_workers=cfg.web.threads, thread_name_prefix="redeem")
     timeout = cfg.web.provider_timeout
 
     async def redeem(request: Request) -> JSONResponse:
         started = time.monotonic()
-        client = client_address(request, cfg.web.trusted_proxies)
-        wait = limiter.take(client)
+        client = client_address(request, cfg.web.trusted_proxies, cfg.web.client_address_header)
+        try:
+            wait = await asyncio.to_thread(limiter.take, client)  # a short store transaction
+        except AccountsError as exc:
+            resp = _from_error(exc)
+            _log(request, client, resp.status_code, started)
+            return resp
         if wait:
             return _from_error(RateLimited("too many requests from your address; "
                                            "try again later", wait))

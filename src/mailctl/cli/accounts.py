@@ -386,7 +386,10 @@ def serve(
     err(f"serving on http://{host or web.host}:{port if port is not None else web.port}")
     uvicorn.run("mailctl.accounts.web:app_from_env", factory=True,
                 host=host or web.host, port=port if port is not None else web.port,
-                workers=workers or web.workers, access_log=False, log_level="warning")
+                workers=workers or web.workers, access_log=False, log_level="warning",
+                # uvicorn would believe X-Forwarded-For from 127.0.0.1 by itself; the
+                # client address is ours to decide (accounts.web.trusted_proxies)
+                proxy_headers=False, forwarded_allow_ips=[])
 
 
 def register(app: typer.Typer) -> None:
