@@ -15,7 +15,7 @@ import string
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
-    from typing import Any, NoReturn
+    from typing import NoReturn
 
 # `logging`, `secrets` and `typing` are imported where used: they cost ~20-40 ms of start-up,
 # and every command imports this module (a no-change `mailctl backup` has ~0.1 s).
@@ -99,10 +99,3 @@ class ScrubFilter:
             if clean != msg:
                 record.msg, record.args = clean, None
         return True
-
-
-def json_default(obj: Any) -> Any:
-    """`json.dumps(default=...)` hook: secrets are masked, never revealed."""
-    if isinstance(obj, Secret):
-        return MASK
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")

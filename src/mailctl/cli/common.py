@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -37,10 +36,6 @@ def err(message: str) -> None:
 def fail(message: str, code: int = FAILED) -> NoReturn:
     err(f"error: {message}")
     raise typer.Exit(code)
-
-
-def use_color(stream: object = sys.stdout) -> bool:
-    return bool(getattr(stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
 
 
 def load(path: Path | None, as_json: bool = False) -> Config:

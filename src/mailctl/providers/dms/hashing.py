@@ -19,7 +19,7 @@ import ctypes.util
 import secrets
 import string
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 SCHEME = "{SHA512-CRYPT}"
@@ -91,7 +91,3 @@ def hash_many(items: Sequence[tuple[str, int]], workers: int | None = None) -> l
 
 def is_hash(value: str) -> bool:
     return value.startswith("{") and "}" in value[:32]
-
-
-def schemes(values: Iterable[str]) -> set[str]:
-    return {v[1 : v.index("}")] for v in values if is_hash(v)}
