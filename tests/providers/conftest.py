@@ -29,6 +29,17 @@ class Site:
         assert r.out.strip(), r.all
         return r, json.loads(r.out)
 
+    def import_roundtrip(self, provider: str, *args: str) -> tuple[Result, dict[str, Any]]:
+        """`import` the provider's state, then show the imported YAML plans to nothing."""
+        import yaml
+
+        r = self.run("import", "-p", provider, *args)
+        assert r.code == 0, r.all
+        self.config(r.out, "imported.yaml")
+        replan = self.run("plan", "-f", "imported.yaml", "--detailed-exitcode")
+        assert replan.code == 0, replan.all
+        return r, yaml.safe_load(r.out)
+
     def secrets(self) -> dict[str, str]:
         path = self.path / "secrets.txt"
         if not path.exists():
