@@ -11,8 +11,7 @@ import typer
 from mailctl.cli.common import FAILED, ConfigOpt, JsonOpt, fail, load
 
 if TYPE_CHECKING:
-    from mailctl.sandbox import Ports
-    from mailctl.sandbox.stack import Sandbox
+    from mailctl.sandbox import Ports, Sandbox
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -76,7 +75,7 @@ def up(file: ConfigOpt = None, state_dir: StateOpt = None, dms_dir: DmsOpt = Non
            "--ports", help="SMTP,SUBMISSION,IMAP,IMAPS,LMTP [default: 10025,10587,10143,"
            "10993,10024]", show_default=False)] = None) -> None:
     """Start Dovecot (+ Postfix as root) on 127.0.0.1, serving the dms files."""
-    from mailctl.sandbox.stack import SandboxError
+    from mailctl.sandbox import SandboxError
 
     sb = _sandbox(file, state_dir, dms_dir, provider, ports)
     try:
@@ -92,7 +91,7 @@ def down(file: ConfigOpt = None, state_dir: StateOpt = None, dms_dir: DmsOpt = N
          purge: Annotated[bool, typer.Option("--purge", help="also delete mail and logs")] = False
          ) -> None:
     """Stop exactly the sandbox's own processes."""
-    from mailctl.sandbox.stack import SandboxError
+    from mailctl.sandbox import SandboxError
 
     sb = _sandbox(file, state_dir, dms_dir, provider)
     try:

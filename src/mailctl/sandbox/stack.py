@@ -40,18 +40,6 @@ from mailctl.sandbox.state import (
     set_marker,
 )
 
-__all__ = [
-    "DEFAULT_HOST",
-    "DEFAULT_PORTS",
-    "Ports",
-    "Sandbox",
-    "SandboxError",
-    "SandboxInfo",
-    "SandboxStatus",
-    "default_state_dir",
-    "notify_change",
-]
-
 log = logging.getLogger("mailctl.sandbox")
 
 DEFAULT_HOST = "127.0.0.1"

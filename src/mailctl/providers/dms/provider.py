@@ -290,8 +290,7 @@ class DmsProvider(Provider):
 
     @staticmethod
     def _notify(directory: Path) -> None:
-        if not (directory / ".mailctl-sandbox").exists():
-            return
+        # Cheap when no sandbox serves the folder: one failed open of its marker.
         from mailctl.sandbox import SandboxError, notify_change
 
         try:
