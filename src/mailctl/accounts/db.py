@@ -99,13 +99,15 @@ store_meta = Table(
     Column("value", String(256), nullable=False),
 )
 
-# Who may run a periodic job (the scheduled prune) until when: one row per job, taken
-# with one conditional upsert, so only one worker on any host runs it at a time.
+# Periodic jobs (the scheduled prune), one row each: who runs it, until when nobody else
+# may start it, and when it last finished. Taken with one conditional upsert
+# (Store.claim_lease), so one worker on any host runs it at a time.
 leases = Table(
     "leases", metadata,
     Column("name", String(64), primary_key=True),
     Column("holder", String(128), nullable=False),
     Column("until", Float, nullable=False),
+    Column("done", Float, nullable=False, server_default="0"),
 )
 
 
@@ -138,8 +140,10 @@ def secure_sqlite_file(path: Path) -> None:
 
     A file we own that is readable by others (made by an older mailctl with the umask's
     0644) is narrowed to 0600, with its -wal/-shm/-journal files."""
-    if not path.parent.exists():
-        path.parent.mkdir(mode=0o700, parents=True)
+    missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    for d in reversed(missing):  # mkdir(parents=True) would make the upper ones 0777-umask
+        d.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(d, 0o700)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

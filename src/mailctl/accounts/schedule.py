@@ -1,9 +1,9 @@
 """The prune that `mailctl serve` runs by itself, so expired accounts stop working on time.
 
 Every API worker (on every host sharing the store) wakes up now and then and
-tries to take the `prune` lease in the store: one conditional upsert, so only
-one of them wins. The winner prunes, then sets the lease to end `interval`
-seconds later, which is when the next prune is due. A pruner killed mid-run
+tries to take the `prune` lease in the store: one conditional upsert that
+succeeds only if no prune is running and the last one finished at least
+`interval` seconds ago, so only one of them wins. A pruner killed mid-run
 holds the lease for at most RUN_LEASE seconds; two overlapping runs would
 still be safe (deleting an account that is gone counts as done, a slot is
 released once), the lease only saves the provider the duplicate calls.
@@ -40,12 +40,12 @@ class ScheduledPrune:
     def run_once(self) -> PruneReport | None:
         """Prune if it is due and nobody else is at it; None when it was not our turn."""
         store = self.service.store
-        if not store.claim_lease(LEASE, self.holder, max(RUN_LEASE, self.interval)):
+        if not store.claim_lease(LEASE, self.holder, RUN_LEASE, self.interval):
             return None
         try:
             report = self.service.prune()
         finally:
-            store.hold_lease(LEASE, self.holder, self.interval)
+            store.finish_lease(LEASE, self.holder)
         for a in report.removed:
             log.info("pruned %s (token %s, expired %s)", a.address, a.token_name or "-",
                      iso(a.expires))

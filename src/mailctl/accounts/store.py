@@ -265,29 +265,30 @@ class Store:
 
     # -- leases (one runner of a periodic job across workers and hosts) ----------
 
-    def claim_lease(self, name: str, holder: str, seconds: float,
+    def claim_lease(self, name: str, holder: str, hold: float, every: float,
                     now: float | None = None) -> bool:
-        """Hold `name` for `seconds` if nobody else holds it now; one atomic upsert."""
+        """Start a run of job `name` if none is running and the last one finished at least
+        `every` seconds ago; then nobody else may start one for `hold` seconds (or until
+        finish_lease). One atomic upsert, so of any number of callers one wins."""
         t = self._clock(now)
         pg = self.engine.dialect.name == "postgresql"
         ins = (postgresql.insert if pg else sqlite.insert)(leases).values(
-            name=name, holder=holder, until=t + seconds)
+            name=name, holder=holder, until=t + hold, done=0.0)
         stmt = ins.on_conflict_do_update(
             index_elements=[leases.c.name],
-            set_={"holder": holder, "until": t + seconds},
-            where=or_(leases.c.until <= t, leases.c.holder == holder),
+            set_={"holder": holder, "until": t + hold},
+            where=and_(leases.c.until <= t, leases.c.done <= t - every),
         ).returning(leases.c.holder)
         with self._tx() as c:
             return c.execute(stmt).first() is not None
 
-    def hold_lease(self, name: str, holder: str, seconds: float,
-                   now: float | None = None) -> None:
-        """Keep (or, after a run, set) our lease's end to `seconds` from now."""
+    def finish_lease(self, name: str, holder: str, now: float | None = None) -> None:
+        """The run of `name` that `holder` started is over: the next is due `every` later."""
         t = self._clock(now)
         with self._tx() as c:
             c.execute(update(leases).where(and_(leases.c.name == name,
                                                 leases.c.holder == holder))
-                      .values(until=t + seconds))
+                      .values(until=t, done=t))
 
     # -- rate limiting -----------------------------------------------------------
 

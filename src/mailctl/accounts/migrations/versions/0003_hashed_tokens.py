@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(64), primary_key=True),
         sa.Column("holder", sa.String(128), nullable=False),
         sa.Column("until", sa.Float, nullable=False),
+        sa.Column("done", sa.Float, nullable=False, server_default="0"),
     )
 
 
