@@ -91,8 +91,11 @@ def test_not_found_wrong_method_and_crash_are_json(
         raise RuntimeError("bug " + secret)
 
     monkeypatch.setattr(svc, "redeem", boom)
-    body = is_error(c.post(f"/?t={secret}"), 500)
+    r = c.post(f"/?t={secret}")
+    body = is_error(r, 500)
     assert secret not in body["reason"]
+    assert r.headers["cache-control"] == "no-store"  # even the crash handler's answer
+    assert r.headers["x-content-type-options"] == "nosniff"
 
 
 def test_collision_at_provider_is_409_and_leaves_it_alone(

@@ -173,13 +173,13 @@ def serve(
 
     config = load(file)
     settings = settings_of(config)
-    with store_errors():
-        open_store(config).close()  # migrate once, before the workers start
-    try:
+    try:  # the port first: a bad one must not leave a new store behind
         listener = bind(host or settings.web.host,
                         port if port is not None else settings.web.port)
     except BindError as exc:
         usage(str(exc))
+    with store_errors():
+        open_store(config).close()  # migrate once, before the workers start
     interval = prune_interval if prune_interval is not None else settings.prune_interval
     n = workers or settings.web.workers
     configure_logging()
