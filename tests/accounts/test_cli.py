@@ -30,6 +30,9 @@ def test_token_lifecycle_never_resets_usecount(site: Site) -> None:
     assert [t["name"] for t in listed] == ["oneday"] and "url" not in listed[0]
     plain = site.cli("tokens", "list")
     assert secret not in plain.all and "used 1 of 10, active" in plain.out
+    until = site.json("tokens", "mod", "oneday", "--until", "2999-01-01")["valid_until"]
+    assert until == "2999-01-01T23:59:59Z"
+    assert site.json("tokens", "mod", "oneday", "--until", "none")["valid_until"] is None
     assert site.json("tokens", "disable", "oneday")["disabled"] is True
     assert site.json("tokens", "mod", "oneday", "--enable")["disabled"] is False
     # hashed (the default): the URL was shown once, and `show` says how to get a new one

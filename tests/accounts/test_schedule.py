@@ -75,6 +75,35 @@ def test_serve_prunes_on_schedule_once_per_account_across_workers(
     assert site.json("tokens", "show", "brief")["usecount"] == 8  # pruning frees no slot
 
 
+def test_serve_prunes_at_start_and_retries_a_failed_prune(
+        tmp_path: Path, serve: Callable[..., Server]) -> None:
+    site = make_site(tmp_path, tmp_path / "dms", accounts_yaml=NO_RATE_LIMIT)
+    site.json("tokens", "add", "brief", "--expiry", "1s")
+    assert site.cli("accounts", "add", "old@example.org", "--token", "brief").code == 0
+    time.sleep(1.5)
+    server = serve(site)  # the default interval (600 s): the first prune runs at start
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not pruned_lines(server):
+        time.sleep(0.2)
+    assert [ln.split("pruned ")[1].split(" ")[0] for ln in pruned_lines(server)] == \
+        ["old@example.org"]
+    assert site.dms_accounts() == set()
+
+    # a prune the provider refuses is logged, and done at the next one
+    secret = secret_of(site.json("tokens", "add", "later", "--expiry", "1s"))
+    fast = serve(site, 1, "--prune-interval", "1")
+    email = fast.post(f"/?t={secret}")[2]["email"]
+    with dms_locked(site.dms):
+        time.sleep(4.5)  # past the dms lock_timeout (2 s): that prune fails
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not pruned_lines(fast):
+        time.sleep(0.2)
+    log = fast.log.read_text()
+    assert f"could not prune {email}" in log and "retried at the next prune" in log
+    assert [ln.split("pruned ")[1].split(" ")[0] for ln in pruned_lines(fast)] == [email]
+    assert site.dms_accounts() == set()
+
+
 def test_prune_interval_zero_leaves_it_to_the_admin(tmp_path: Path,
                                                     serve: Callable[..., Server]) -> None:
     site = make_site(tmp_path, tmp_path / "dms",

@@ -83,8 +83,9 @@ def test_refusals_are_logged_with_the_client_and_never_the_token(
     assert raw(server, "DELETE", "/new_email")[0] == 405
     assert raw(server, "POST", f"/t/{secret}")[0] == 404  # a secret in a path we do not serve
     assert raw(server, "POST", "/x%0Aforged%20200%20line")[0] == 404  # log injection
+    assert raw(server, "POST", "/" + "ab." * 100)[0] == 404  # a long path is cut
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and server.log.read_text().count(" 404 ") < 2:
+    while time.monotonic() < deadline and server.log.read_text().count(" 404 ") < 3:
         time.sleep(0.1)
     log = server.log.read_text()
     lines = [ln for ln in log.splitlines() if "mailctl.accounts.web" in ln]
@@ -92,7 +93,8 @@ def test_refusals_are_logged_with_the_client_and_never_the_token(
     assert sum(" POST /new_email 429 " in ln for ln in lines) == 1, log
     assert sum(" GET / 405 " in ln for ln in lines) == 1, log
     assert sum(" DELETE /new_email 405 " in ln for ln in lines) == 1, log
-    assert sum(" 404 " in ln for ln in lines) == 2, log
+    assert sum(" 404 " in ln for ln in lines) == 3, log
+    assert any("/ab.ab.ab." in ln and "ab." * 30 not in ln for ln in lines), log
     assert all("127.0.0.1 " in ln for ln in lines)
     assert guess not in log and secret not in log and "?t=" not in log
     assert not any(ln.startswith("forged") for ln in log.splitlines())
@@ -123,3 +125,19 @@ def test_what_uvicorn_answers_itself_is_as_documented(site: Site,
     assert slow_big.startswith(b"HTTP/1.1 400 ")
     assert raw(server, "GET", "/health")[0] == 200
     assert "Invalid HTTP request received." in server.log.read_text()
+
+
+def test_a_websocket_upgrade_is_answered_as_plain_http(site: Site,
+                                                      serve: Callable[..., Server]) -> None:
+    server = serve(site)
+    host, port = server.url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        conn.request("GET", "/new_email", headers={
+            "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+        resp = conn.getresponse()
+        status, headers = resp.status, {k.lower(): v for k, v in resp.getheaders()}
+        is_json_error(status, headers, resp.read(), want=405)
+    finally:
+        conn.close()
