@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mailctl.accounts import qr
-from mailctl.accounts.errors import AccountsError, InvalidInput
+from mailctl.accounts.errors import AccountsError, AlreadyExists, InvalidInput, NotFound
 from mailctl.accounts.expiry import parse_expiry
 from mailctl.accounts.model import Token
 from mailctl.model import domain_of
@@ -55,6 +55,13 @@ class HandedOver:
 def issue_token(svc: AccountService, name: str, domain: str, prefix: str, expiry: str,
                 maxuse: int, valid_until: int | None, out: Outputs) -> Issued:
     """A new token; its code is written first and taken back if the name is taken."""
+    try:
+        svc.store.token(name)
+    except NotFound:
+        pass
+    else:  # found out before a file is written (a race still ends in AlreadyExists)
+        raise AlreadyExists(f"a token named {name} exists (`mailctl tokens rotate {name}` "
+                            "gives it a new secret)")
     secret = secrets.token_urlsafe(TOKEN_BYTES)
     url = qr.invite_url_for(svc.settings.web.public_url, domain, name, secret)
     written = _write_code(qr.dcaccount(url), out)
