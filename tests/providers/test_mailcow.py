@@ -216,12 +216,14 @@ def test_read_only_key_stops_the_apply(csite: Site, cow: MailcowEmulator) -> Non
 
 
 def test_quota_must_be_whole_mib(csite: Site, cow: MailcowEmulator) -> None:
+    """Refused by validate, plan and apply alike, before a single call to mailcow."""
     csite.config(CONFIG.format(url=cow.url).replace("quota: 1G", "quota: 1000000"))
-    r, data = csite.apply_json()
-    assert r.code == 3
-    msg = next(o["message"] for o in data["outcomes"] if o["address"] == "alice@example.org"
-               and o["kind"] == "mailbox")
-    assert "whole MiB" in msg
+    for cmd in ("validate", "plan", "apply"):
+        r = csite.run(cmd)
+        assert r.code == 1, r.all
+        assert "quota 1000000 bytes is not a whole number of 1M" in r.err
+        assert "hint: use 976k" not in r.err and "hint: use 1M:" in r.err
+    assert cow.calls() == 0
 
 
 def test_enabled_and_tags_create_drift_reconcile_import(

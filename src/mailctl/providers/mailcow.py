@@ -25,10 +25,26 @@ from mailctl.model import (
     normalise_address,
     normalise_domain,
 )
-from mailctl.providers.base import Capabilities, ErrorKind, ProviderError
+from mailctl.providers.base import (
+    Capabilities,
+    ErrorKind,
+    ProviderError,
+    QuotaLimits,
+    norm_addresses,
+)
 from mailctl.providers.http import HttpClient, HttpProvider, HttpSettings, MailObject, decode
 
 MIB = 1 << 20
+# mailcow takes `quota` as an integer of MiB (functions.mailbox.inc.php: intval, then
+# * 1048576 into a BIGINT of bytes) and gives Dovecot 2.3.21 `*:bytes=N` plus its own
+# `quota_rule2 = Trash:storage=+100%%`: Dovecot computes that rule as N * 100 in a
+# signed 64-bit integer (quota-util.c), so N * 100 must fit.
+QUOTA = QuotaLimits(
+    max_bytes=(2**63 - 1) // 100 // MIB * MIB, step=MIB,
+    why_max="mailcow's Dovecot works out the Trash allowance (+100% of the quota) as a "
+            "signed 64-bit byte count, which overflows past this",
+    why_step="mailcow's API takes quotas as a whole number of MiB",
+)
 
 # Result codes from mailcow's functions.mailbox.inc.php, by what they mean to us.
 _CODES: dict[str, ErrorKind] = {
@@ -68,23 +84,6 @@ def as_list(body: Any) -> list[dict[str, Any]]:
     if isinstance(body, dict) and body:
         return [body]
     return []
-
-
-def norm_addresses(raw: str | Sequence[str]) -> tuple[str, ...]:
-    """Destinations as the planner compares them; special targets (null@localhost) kept."""
-    items = raw.replace(";", ",").replace(" ", ",").split(",") if isinstance(raw, str) else raw
-    out: list[str] = []
-    for item in items:
-        text = item.strip()
-        if not text:
-            continue
-        try:
-            text = normalise_address(text)
-        except AddressError:
-            text = text.lower()
-        if text not in out:
-            out.append(text)
-    return tuple(out)
 
 
 def as_bool(value: Any) -> bool:
@@ -139,7 +138,7 @@ class MailcowProvider(HttpProvider):
     capabilities: ClassVar[Capabilities] = Capabilities(
         mailboxes=True, aliases=True, forwards=False, catch_all=True, quota=True,
         display_name=True, spam=False, external_destinations=True, domains=True,
-        enabled=True, tags=True,
+        enabled=True, tags=True, quota_limits=QUOTA,
     )
     settings_model = MailcowSettings
     auth_hint = (" and that this machine's IP is in the API allow-list (System → "

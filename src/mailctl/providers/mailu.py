@@ -27,7 +27,13 @@ from mailctl.model import (
     normalise_address,
     normalise_domain,
 )
-from mailctl.providers.base import Capabilities, ErrorKind, ProviderError
+from mailctl.providers.base import (
+    DOVECOT_QUOTA,
+    Capabilities,
+    ErrorKind,
+    ProviderError,
+    norm_addresses,
+)
 from mailctl.providers.http import (
     HttpClient,
     HttpProvider,
@@ -36,7 +42,6 @@ from mailctl.providers.http import (
     decode,
     provider_message,
 )
-from mailctl.providers.mailcow import norm_addresses
 
 
 class MailuSettings(HttpSettings):
@@ -70,6 +75,9 @@ class MailuProvider(HttpProvider):
         # Mailu at apply time (404), and reported with what to do instead.
         display_name=True, spam=False, external_destinations=True, domains=True,
         enabled=True,  # the user's `enabled`
+        # `quota_bytes` is a BigInteger handed to Dovecot 2.3 as `*:bytes=N` with its
+        # default 10% grace (core/admin/mailu/internal/views/dovecot.py): the dms limit.
+        quota_limits=DOVECOT_QUOTA,
     )
     settings_model = MailuSettings
     auth_hint = " (Mailu's API_TOKEN from mailu.env)"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from mailctl.model import Kind, MailObject
-from mailctl.providers.base import ErrorKind, Provider, ProviderError
+from mailctl.providers.base import ErrorKind, Provider, ProviderError, comparable
 from mailctl.providers.http.client import (
     AmbiguousError,
     HttpClient,
@@ -31,14 +31,6 @@ from mailctl.provision.changes import Action, Change, Outcome, Status
 from mailctl.secret import Secret, scrub
 
 _STOPPING = (ErrorKind.AUTH, ErrorKind.RATE_LIMITED)
-
-
-def comparable(fields: dict[str, Any]) -> dict[str, Any]:
-    """Destinations are sets, as the planner compares them."""
-    out = dict(fields)
-    if "destinations" in out:
-        out["destinations"] = sorted(out["destinations"])
-    return out
 
 
 def field_diff(desired: MailObject, current: MailObject) -> dict[str, tuple[Any, Any]]:

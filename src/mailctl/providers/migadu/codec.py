@@ -28,7 +28,7 @@ from mailctl.model import (
     normalise_address,
     normalise_domain,
 )
-from mailctl.providers.mailcow import norm_addresses
+from mailctl.providers.base import norm_addresses
 
 # mailctl's spam vocabulary <-> Migadu's (raycast's labels; the sample payloads agree).
 _ACTION_OUT = {"folder": "folder", "tag": "subject", "drop": "drop", "none": "none"}

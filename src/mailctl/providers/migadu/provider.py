@@ -35,7 +35,7 @@ from mailctl.model import (
     MailObject,
     normalise_domain,
 )
-from mailctl.providers.base import Capabilities, ErrorKind, ProviderError
+from mailctl.providers.base import Capabilities, ErrorKind, ProviderError, norm_addresses
 from mailctl.providers.http import (
     HttpClient,
     HttpProvider,
@@ -46,7 +46,6 @@ from mailctl.providers.http import (
     provider_message,
     state_path,
 )
-from mailctl.providers.mailcow import norm_addresses
 from mailctl.providers.migadu import codec
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from mailctl.model import (
@@ -33,12 +33,8 @@ from mailctl.model import (
     normalise_address,
     normalise_domain,
 )
-from mailctl.providers.base import ErrorKind, ProviderError
-from mailctl.providers.http import decode
-from mailctl.providers.mailcow import norm_addresses
-
-if TYPE_CHECKING:
-    from mailctl.providers.stalwart.provider import StalwartProvider
+from mailctl.providers.base import ErrorKind, ProviderError, norm_addresses
+from mailctl.providers.http import HttpClient, decode
 
 _ERRORS = {
     "fieldAlreadyExists": ErrorKind.CONFLICT, "notFound": ErrorKind.NOT_FOUND,
@@ -57,11 +53,24 @@ def crypt_secret(value: str) -> str:
     return value
 
 
+class Host(Protocol):
+    """The three things LegacyApi needs from its provider; a Protocol, so that this
+    module does not import provider.py (which imports this one)."""
+
+    @property
+    def http(self) -> HttpClient: ...
+
+    def error(self, kind: ErrorKind, message: str, obj: str | None = None,
+              detail: str | None = None) -> ProviderError: ...
+
+    def password(self, mb: Mailbox) -> str: ...
+
+
 class LegacyApi:
     page_size = 200
 
-    def __init__(self, provider: StalwartProvider) -> None:
-        self.p = provider
+    def __init__(self, host: Host) -> None:
+        self.p = host
         self._names: dict[str, str] = {}  # address -> principal name
         self._emails: dict[str, str] = {}  # principal name -> primary address
         self._domains: set[str] | None = None

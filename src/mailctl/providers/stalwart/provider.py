@@ -23,9 +23,8 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from mailctl.model import Alias, DomainState, Kind, Mailbox, normalise_address, normalise_domain
-from mailctl.providers.base import Capabilities, ErrorKind
+from mailctl.providers.base import Capabilities, ErrorKind, QuotaLimits, norm_addresses
 from mailctl.providers.http import HttpClient, HttpProvider, HttpSettings, MailObject, decode
-from mailctl.providers.mailcow import norm_addresses
 from mailctl.providers.stalwart.legacy import LegacyApi
 
 USING = ["urn:ietf:params:jmap:core", "urn:stalwart:jmap"]
@@ -36,6 +35,16 @@ _SET_ERRORS = {
     "validationFailed": ErrorKind.INVALID, "invalidProperties": ErrorKind.INVALID,
     "overQuota": ErrorKind.INVALID, "invalidPatch": ErrorKind.INVALID,
 }
+
+
+# Stalwart stores `maxDiskQuota` (0.15: `quota`) as a u64, but JMAP numbers are
+# UnsignedInt, at most 2^53-1 (RFC 8620 section 1.3), and ManageSieve's HAVESPACE
+# compares the quota as an i64 (crates/managesieve/src/op/havespace.rs).
+QUOTA = QuotaLimits(
+    max_bytes=2**53 - 1,
+    why_max="Stalwart's API carries quotas as JMAP UnsignedInt numbers, at most 2^53-1 bytes "
+        "(RFC 8620)",
+)
 
 
 class StalwartSettings(HttpSettings):
@@ -51,6 +60,7 @@ class StalwartProvider(HttpProvider):
     capabilities: ClassVar[Capabilities] = Capabilities(
         mailboxes=True, aliases=True, forwards=False, catch_all=False, quota=True,
         display_name=True, spam=False, external_destinations=True, domains=False,
+        quota_limits=QUOTA,
     )
     settings_model = StalwartSettings
     auth_hint = " with the sysAccount*, sysMailingList* and sysDomainGet permissions"
