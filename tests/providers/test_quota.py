@@ -27,9 +27,9 @@ from tests.fixtures.mailstack import (
     wait_for_message,
 )
 
-DMS_MAX = DOVECOT_QUOTA.max_bytes
+DMS_MAX = DOVECOT_QUOTA.max_bytes or 0
 assert DMS_MAX == 922337203685477580  # (2^63-1) // 10: Dovecot's grace must not overflow
-MAILCOW_MAX = MAILCOW_QUOTA.max_bytes
+MAILCOW_MAX = MAILCOW_QUOTA.max_bytes or 0
 assert MAILCOW_MAX == 87960930222 << 20  # whole MiB below (2^63-1) // 100
 assert STALWART_QUOTA.max_bytes == 2**53 - 1
 

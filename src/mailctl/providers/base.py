@@ -176,6 +176,13 @@ class Provider(ABC):
     def apply(self, changes: Sequence[Change]) -> list[Outcome]:
         """Perform `changes` (already ordered); one outcome per change, in order."""
 
+    def without_defaults(self, state: DomainState) -> DomainState:
+        """The state as `import` writes it: a field that holds the provider's own default
+        (nobody chose it: Migadu's template autoreply text, Mailu's 1 GB quota) is left
+        out, i.e. unmanaged, so the YAML shows only choices. Plans never use this: for
+        a diff every value is compared as read."""
+        return state
+
     def settings_for_export(self) -> dict[str, Any]:
         """The settings block as `import` writes it (secret references kept as references)."""
         return self.settings.model_dump(mode="json", exclude_defaults=True)  # type: ignore[no-any-return]

@@ -10,6 +10,7 @@ authentication failures are never retried.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -42,6 +43,8 @@ from mailctl.providers.http import (
     decode,
     provider_message,
 )
+
+MAILU_DEFAULT_QUOTA = 10**9
 
 
 class MailuSettings(HttpSettings):
@@ -154,6 +157,13 @@ class MailuProvider(HttpProvider):
             return self._alias(row)
         mb, fw = self._user(row)
         return fw if kind is Kind.FORWARD else mb
+
+    def without_defaults(self, state: DomainState) -> DomainState:
+        """Mailu gives a user created without one a quota of 10**9 bytes
+        (core/admin/mailu/models.py `quota_bytes` default): not a choice to import."""
+        return dataclasses.replace(state, mailboxes={
+            k: dataclasses.replace(m, quota=None) if m.quota == MAILU_DEFAULT_QUOTA else m
+            for k, m in state.mailboxes.items()})
 
     def domain_exists(self, domain: str) -> bool:
         resp = self.http.request("GET", f"domain/{domain}", obj=domain, ok=(404,))

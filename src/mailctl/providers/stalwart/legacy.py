@@ -43,6 +43,9 @@ _ERRORS = {
 }
 
 
+REFUSED_TODO = "fix what it names (in the config or in Stalwart), then re-run"
+
+
 def crypt_secret(value: str) -> str:
     """`{SHA512-CRYPT}$6$...` -> `$6$...`: Stalwart recognises crypt hashes by their
     `$id$`, and `{SCHEME}` prefixes only for its own list (`{SSHA512}`, `{PLAIN}`...)."""
@@ -93,7 +96,7 @@ class LegacyApi:
         detail = " ".join(f"{k}={body[k]}" for k in ("field", "value", "item", "details",
                                                       "reason") if body.get(k))
         return self.p.error(_ERRORS.get(code, ErrorKind.UNKNOWN),
-                            f"Stalwart refused it: {code}", key, detail or None)
+                            f"Stalwart refused it: {code}; {REFUSED_TODO}", key, detail or None)
 
     def _list(self, type_: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -129,9 +132,10 @@ class LegacyApi:
         self._domains = found
         return sorted(found)
 
-    def read(self, domains: Sequence[str]) -> dict[str, DomainState]:
-        held = set(self.list_domains())
-        out = {d: DomainState(d, exists=d in held) for d in domains}
+    def read(self, domains: Sequence[str], held: Sequence[str] | None = None
+             ) -> dict[str, DomainState]:
+        known = set(self.list_domains() if held is None else held)
+        out = {d: DomainState(d, exists=d in known) for d in domains}
         for row in self._list("individual"):
             mb = self._mailbox(row)
             if mb is not None and domain_of(mb.address) in out:

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 from mailctl.model import Alias, DomainState, Kind, Mailbox, normalise_address, normalise_domain
 from mailctl.providers.base import Capabilities, ErrorKind, QuotaLimits, norm_addresses
 from mailctl.providers.http import HttpClient, HttpProvider, HttpSettings, MailObject, decode
-from mailctl.providers.stalwart.legacy import LegacyApi
+from mailctl.providers.stalwart.legacy import REFUSED_TODO, LegacyApi
 
 USING = ["urn:ietf:params:jmap:core", "urn:stalwart:jmap"]
 _SET_ERRORS = {
@@ -123,8 +123,9 @@ class StalwartProvider(HttpProvider):
         for name, result, _ in (body or {}).get("methodResponses", []):
             if name == "error":
                 kind = _SET_ERRORS.get(str(result.get("type")), ErrorKind.UNKNOWN)
-                raise self.error(kind, f"Stalwart refused {method}: {result.get('type')}",
-                                 obj, detail=str(result.get("description") or "") or None)
+                raise self.error(kind, f"Stalwart refused {method}: {result.get('type')}; "
+                                 f"{REFUSED_TODO}", obj,
+                                 detail=str(result.get("description") or "") or None)
             out.append(result)
         return out
 
@@ -136,7 +137,7 @@ class StalwartProvider(HttpProvider):
                 etype = str(err.get("type"))
                 props = err.get("properties")
                 raise self.error(_SET_ERRORS.get(etype, ErrorKind.UNKNOWN),
-                                 f"Stalwart refused it: {etype}", key,
+                                 f"Stalwart refused it: {etype}; {REFUSED_TODO}", key,
                                  detail=str(err.get("description") or props or "") or None)
         return result
 
@@ -155,13 +156,12 @@ class StalwartProvider(HttpProvider):
 
     def read(self, domains: Sequence[str]) -> dict[str, DomainState]:
         if legacy := self._detect():
-            return legacy.read(domains)
+            held = legacy.list_domains()
+            self.require_domains(domains, held)
+            return legacy.read(domains, held)
         ids = self._domains()
-        states = self.map_concurrently(self._read_domain, [d for d in domains if d in ids])
-        out = {s.name: s for s in states}
-        for d in domains:
-            out.setdefault(d, DomainState(d, exists=False))
-        return out
+        self.require_domains(domains, ids)
+        return {s.name: s for s in self.map_concurrently(self._read_domain, domains)}
 
     def _query(self, type_: str, domain: str) -> list[dict[str, Any]]:
         dom_id = self._domain_ids[domain]
