@@ -242,7 +242,7 @@ def import_(
     prov, block = _import_provider(provider, setting or [], file)
     try:
         names = [normalise_domain(d) for d in domain] if domain else prov.list_domains()
-        states = list(prov.read(names).values())
+        states = [prov.without_defaults(s) for s in prov.read(names).values()]
     except AddressError as exc:
         fail(str(exc))
     except ProviderError as exc:

@@ -16,7 +16,7 @@ from mailctl.config.refs import RefError, Resolver
 from mailctl.config.schema import ConfigFile
 from mailctl.config.semantic import Desired, build_desired
 from mailctl.config.yamlpos import Located, Path_, YamlSyntaxError, load_located
-from mailctl.providers import provider_class, provider_types
+from mailctl.providers import provider_class, provider_types, spelling_hint
 from mailctl.providers.base import Provider, ProviderSettings
 
 DEFAULT_NAME = "mailctl.yaml"
@@ -177,7 +177,8 @@ def _report_pydantic(
             col.add(path[:-1], f"missing required key {loc[-1]!r}")
         elif etype == "literal_error":
             shown = "" if _sensitive(path) else f" {err.get('input')!r}"
-            col.add(path, f"invalid value{shown}: {err['msg'].lower()}")
+            col.add(path, f"invalid value{shown}: {err['msg'].lower()}",
+                    spelling_hint(path, err.get("input")))
         elif etype == "value_error":
             col.add(path, str(err.get("ctx", {}).get("error", err["msg"])))
         else:

@@ -119,6 +119,7 @@ class _DomainBuilder(ExtrasMixin):
         self.desired.unmanaged[name] = tuple(p.lower() for p in dc.unmanaged)
         caps = cls.capabilities if cls else Capabilities()
         domain_len = dc.password_policy.length if dc.password_policy else 32
+        self._quota(caps, dc.quota, (*base, "quota"), dc.provider)
 
         for i, mc in enumerate(dc.mailboxes):
             mp: Path_ = (*base, "mailboxes", i)
@@ -146,6 +147,7 @@ class _DomainBuilder(ExtrasMixin):
             self._feature(caps, "display_name", mc.name is not None, (*mp, "name"), dc.provider)
             self._feature(caps, "spam", mc.spam is not None, (*mp, "spam"), dc.provider)
             self._feature(caps, "quota", mbox.quota is not None, (*mp, "quota"), dc.provider)
+            self._quota(caps, mc.quota, (*mp, "quota"), dc.provider)
             self.mailbox_settings(mbox, mc, mp, caps, dc.provider)
             self.identities(state, mbox, mc, mp, caps, dc.provider)
             for j, alias in enumerate(mc.aliases):
@@ -234,6 +236,13 @@ class _DomainBuilder(ExtrasMixin):
                 "remove the setting, or host this domain on a provider that has it",
                 at_key=True,
             )
+
+    def _quota(self, caps: Capabilities, quota: int | None, path: Path_, provider: str) -> None:
+        """What the provider can store is data on its capabilities (providers/base.py)."""
+        problem = caps.quota_limits.problem(quota, provider) if quota is not None and \
+            not caps.lacks("quota") else None
+        if problem:
+            self.col.add(path, *problem)
 
     def _provider_check(self, cls: type[Provider] | None, address: str, path: Path_) -> None:
         if cls is None:

@@ -9,17 +9,10 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from mailctl.model import DomainState, Kind
+from mailctl.providers.base import comparable as _comparable
 from mailctl.provision.changes import Action, Change
 
 _KINDS = (Kind.MAILBOX, Kind.IDENTITY, Kind.ALIAS, Kind.FORWARD, Kind.REWRITE)
-
-
-def _comparable(fields: dict[str, Any]) -> dict[str, Any]:
-    """Destinations are sets: order in the YAML or the provider's list is not drift."""
-    out = dict(fields)
-    if "destinations" in out:
-        out["destinations"] = sorted(out["destinations"])
-    return out
 
 
 def is_unmanaged(address: str, globs: tuple[str, ...]) -> bool:

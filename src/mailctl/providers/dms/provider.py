@@ -16,6 +16,7 @@ from typing import ClassVar
 
 from mailctl.model import Alias, DomainState, Forward, Kind, Mailbox, domain_of
 from mailctl.providers.base import (
+    DOVECOT_QUOTA,
     Capabilities,
     ErrorKind,
     Provider,
@@ -104,7 +105,8 @@ class _State:
 class DmsProvider(Provider):
     type_name = "dms"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        display_name=False, spam=False, quota=True, forwards=True, catch_all=True
+        display_name=False, spam=False, quota=True, forwards=True, catch_all=True,
+        quota_limits=DOVECOT_QUOTA,
     )
     settings_model = DmsSettings
 
@@ -205,6 +207,7 @@ class DmsProvider(Provider):
             return None
         mb = ch.desired
         assert isinstance(mb, Mailbox)
+        self._check_quota(ch)
         if ch.action is Action.CREATE:
             existing = state.accounts.get(key)
             if existing is not None:
@@ -217,6 +220,16 @@ class DmsProvider(Provider):
             state.accounts.put(F.account_line(key, hashes[key]))
         self._set_quota(state, key, mb.quota)
         return None
+
+    def _check_quota(self, ch: Change) -> None:
+        """Validation refuses these first; this guards callers that skip it (a library
+        user, a hand-built plan): Dovecot must never be handed a quota it rejects."""
+        mb = ch.desired
+        quota = mb.quota if isinstance(mb, Mailbox) else None
+        problem = DOVECOT_QUOTA.problem(quota, self.name) if quota else None
+        if problem:
+            raise ProviderError(ErrorKind.INVALID, problem[0], provider=self.name,
+                                obj=ch.key, detail=problem[1])
 
     @staticmethod
     def _set_quota(state: _State, key: str, quota: int | None) -> None:
