@@ -84,6 +84,7 @@ probe.register(app)
 
 # -- help text: metavars a person can read ----------------------------------------------
 
+_RICH = bool(getattr(typer.core, "HAS_RICH", False)) and app.rich_markup_mode == "rich"
 _NAMES = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT", "Path": "PATH",
           "datetime": "DATETIME"}
 
@@ -116,6 +117,12 @@ def _label(param: Any) -> str | None:
 def tidy_help(cmd: Any) -> Any:
     """Set readable metavars on every option and argument of `cmd` and below."""
     for param in cmd.params:
+        help_text = getattr(param, "help", None)
+        if help_text and "[" in help_text and _RICH:
+            # "[default: ...]" in a help text is ours, not rich markup (which ate it).
+            from rich.markup import escape
+
+            param.help = escape(help_text)
         label = _label(param)
         if label is None:
             continue

@@ -117,7 +117,9 @@ def validate(file: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         print(json.dumps({"ok": True, "domains": len(config.desired.domains), "objects": n,
                           "warnings": warnings}))
     else:
-        print(f"{config.path}: ok ({len(config.desired.domains)} domains, {n} objects)")
+        d = len(config.desired.domains)
+        print(f"{config.path}: ok ({d} domain{'' if d == 1 else 's'}, "
+              f"{n} object{'' if n == 1 else 's'})")
     for w in warnings:
         err(f"warning: {config.path}: {w}")
 

@@ -92,8 +92,9 @@ def _ports(text: str) -> Ports:
 def up(file: ConfigOpt = None, state_dir: StateOpt = None, dms_dir: DmsOpt = None,
        provider: ProviderOpt = None, as_json: JsonOpt = False,
        ports: Annotated[str | None, typer.Option(
-           "--ports", help="SMTP,SUBMISSION,IMAP,IMAPS,LMTP [default: 10025,10587,10143,"
-           "10993,10024]", show_default=False)] = None) -> None:
+           "--ports", envvar="MAILCTL_SANDBOX_PORTS", metavar="SMTP,SUB,IMAP,IMAPS,LMTP",
+           help="five ports on 127.0.0.1 [default: 10025,10587,10143,10993,10024]",
+           show_default=False)] = None) -> None:
     """Start Dovecot (+ Postfix as root) on 127.0.0.1, serving the dms files."""
     from mailctl.sandbox import SandboxError
 

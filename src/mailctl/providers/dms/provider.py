@@ -124,8 +124,8 @@ class DmsProvider(Provider):
             raise ProviderError(
                 ErrorKind.NOT_FOUND, f"docker-mailserver config folder {d} does not exist",
                 provider=self.name,
-                detail="create it (`mailctl sandbox up` does, for the sandbox), or fix `path` "
-                "in the provider settings: it is relative to the config file's folder",
+                detail="create it, or fix `path` in the provider settings (relative to the "
+                "config file's folder); `mailctl sandbox up` creates the sandbox's",
             )
         return d
 
