@@ -123,3 +123,23 @@ def test_empty_config_is_not_in_sync(tmp_path: Path) -> None:
     write_config(tmp_path, "")
     r = run_cli("plan", cwd=tmp_path)
     assert r.code == 1 and "declares no domains" in r.err
+
+
+def test_shares_are_fractions_written_as_numbers(tmp_path: Path) -> None:
+    write_config(tmp_path, HEAD + "safety:\n  max_update_share: \"0.3\"\n"
+                 "  max_delete_share: 30%\n  min_existing: 2.5\n")
+    r = run_cli("validate", cwd=tmp_path)
+    assert r.code == 1
+    assert "mailctl.yaml:9:21: error: expected a number (got '0.3')" in r.err
+    assert "mailctl.yaml:10:21: error: expected a number (got '30%')" in r.err
+    assert "mailctl.yaml:11:17: error: expected a whole number (got 2.5)" in r.err
+
+
+def test_a_flood_of_problems_is_counted_not_listed(tmp_path: Path) -> None:
+    boxes = "".join(f"      - local_part: u{i}\n        nme: x\n" for i in range(600))
+    write_config(tmp_path, HEAD + "    mailboxes:\n" + boxes)
+    r = run_cli("validate", cwd=tmp_path, timeout=60)
+    assert r.code == 1
+    assert r.err.count("error: unknown key 'nme'") == 500
+    assert "... and 100 more (only the first 500 are listed)" in r.err
+    assert r.err.endswith("600 problems found; nothing was changed.\n")

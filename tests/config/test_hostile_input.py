@@ -178,3 +178,18 @@ def test_binary_secret_file_and_binary_dotenv(tmp_path: Path) -> None:
     assert "3 problems found" in err
     assert "hunter2" not in err and "xyzzy" not in err  # nothing of the content
     assert snapshot(site) == before
+
+
+def test_oversized_secret_and_dotenv_files(tmp_path: Path) -> None:
+    text = HEAD + ("    mailboxes:\n      - local_part: alice\n        password: ${file:big.pw}\n"
+                   "      - local_part: bob\n        password: ${env:BOB_PW}\n")
+    site, env, _ = _site(tmp_path, text)
+    with open(site / "big.pw", "wb") as fh:
+        fh.truncate(65 * 1024)
+    with open(site / ".env", "wb") as fh:
+        fh.truncate(2 * 1024 * 1024)
+    r = run_cli("validate", cwd=site, env=env)
+    assert r.code == 1
+    assert (f"mailctl.yaml:10:19: error: secret file {site}/big.pw is too large (66560 bytes; "
+            "at most 65536 are read)") in r.err
+    assert f"mailctl.yaml:12:19: error: .env file {site}/.env is too large" in r.err

@@ -62,3 +62,12 @@ def test_bad_ports_are_a_usage_error(tmp_path: Path, ports: str) -> None:
     assert r.err == (f"error: --ports {ports!r} (expected five port numbers 1-65535: "
                      "SMTP,SUBMISSION,IMAP,IMAPS,LMTP)\n")
     assert snapshot(tmp_path) == before and not (tmp_path / "st").exists()
+
+
+def test_up_creates_the_configs_folder_only_under_an_existing_parent(tmp_path: Path) -> None:
+    write_config(tmp_path, "providers:\n  sb: {type: dms, path: ./a/b/dms}\n")
+    r = run_cli("sandbox", "up", "--state-dir", tmp_path / "st", cwd=tmp_path)
+    assert r.code == 1
+    assert r.err.startswith(f"error: cannot create the dms folder {tmp_path}/a/b/dms: "
+                            f"{tmp_path}/a/b does not exist")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mailctl.yaml"]

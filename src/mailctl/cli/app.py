@@ -114,15 +114,16 @@ def _label(param: Any) -> str | None:
     return _NAMES.get(name or "", (name or "VALUE").upper())
 
 
-def tidy_help(cmd: Any) -> Any:
-    """Set readable metavars on every option and argument of `cmd` and below."""
+def tidy_help(cmd: Any, args: list[str] | None = None) -> Any:
+    """Set readable metavars on the options and arguments of `cmd` and below: of
+    every command, or (given the command line) only of those it goes through, which
+    keeps the cost off a normal run (~5 ms for the whole tree)."""
     for param in cmd.params:
         help_text = getattr(param, "help", None)
-        if help_text and "[" in help_text and _RICH:
+        if help_text and "[" in help_text and _RICH and "\\[" not in help_text:
             # "[default: ...]" in a help text is ours, not rich markup (which ate it).
-            from rich.markup import escape
-
-            param.help = escape(help_text)
+            # (rich.markup.escape would do the same, for 0.2 s of imports per run.)
+            param.help = help_text.replace("[", "\\[")
         label = _label(param)
         if label is None:
             continue
@@ -141,14 +142,22 @@ def tidy_help(cmd: Any) -> Any:
     help_option = cmd.get_help_option(ctx)
     if help_option is not None and help_option.metavar is None:
         help_option.metavar = ""
-    for sub in getattr(cmd, "commands", {}).values():
-        tidy_help(sub)
+    subs = getattr(cmd, "commands", {})
+    if args is None:
+        for sub in subs.values():
+            tidy_help(sub)
+    else:
+        for i, arg in enumerate(args):
+            if arg in subs:
+                tidy_help(subs[arg], args[i + 1:])
+                break
     return cmd
 
 
-def command() -> click.Command:
-    """The click command tree mailctl runs (and its tests inspect)."""
-    cmd: click.Command = tidy_help(typer.main.get_command(app))
+def command(args: list[str] | None = None) -> click.Command:
+    """The click command tree mailctl runs (and its tests inspect); `args`: tidy only
+    the commands this command line uses."""
+    cmd: click.Command = tidy_help(typer.main.get_command(app), args)
     return cmd
 
 
@@ -160,7 +169,7 @@ def run(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     wants_json = "--json" in args
     try:
-        rv = command().main(args, prog_name="mailctl", standalone_mode=False)
+        rv = command(args).main(args, prog_name="mailctl", standalone_mode=False)
     except (typer.Exit, typer.Abort) as exc:
         if isinstance(exc, typer.Abort):
             typer.echo("aborted", err=True)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from mailctl.config.yamlpos import Located, Path_, Pos
+from mailctl.errors import MailctlError
 
 
 @dataclass(slots=True)
@@ -48,7 +49,7 @@ class Issue:
         }
 
 
-class ConfigError(Exception):
+class ConfigError(MailctlError):
     """One or more problems in a config file; all are reported at once."""
 
     def __init__(self, issues: list[Issue], omitted: int = 0) -> None:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailctl.errors import MailctlError
 from mailctl.secret import Secret
 from mailctl.util.files import FileReadError, read_text
 
@@ -23,7 +24,7 @@ MAX_DOTENV_BYTES = 1024 * 1024
 REF_RE = re.compile(r"^\$\{(env|file):([^}]+)\}$")
 
 
-class RefError(ValueError):
+class RefError(MailctlError, ValueError):
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
         self.hint = hint

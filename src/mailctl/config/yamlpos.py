@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from mailctl.errors import MailctlError
+
 if TYPE_CHECKING:
     import yaml
 
@@ -120,7 +122,7 @@ class Located:
         return _mark(target) if target is not None else None
 
 
-class YamlSyntaxError(Exception):
+class YamlSyntaxError(MailctlError):
     def __init__(self, message: str, pos: Pos | None, hint: str | None = None,
                  path: Path_ = ()) -> None:
         super().__init__(message)

@@ -15,10 +15,12 @@ import os
 import stat
 from pathlib import Path
 
+from mailctl.errors import MailctlError
+
 MiB = 1024 * 1024
 
 
-class FileReadError(ValueError):
+class FileReadError(MailctlError, ValueError):
     """A file that cannot be used as text; the message names it and says why."""
 
     def __init__(self, message: str, hint: str | None = None) -> None:
