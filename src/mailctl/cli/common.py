@@ -53,6 +53,10 @@ def json_errors(enabled: bool) -> None:
     _json_errors = enabled
 
 
+def json_errors_on() -> bool:
+    return _json_errors
+
+
 def json_error(kind: str, message: str, code: int, **extra: Any) -> None:
     """The one shape of a failure under --json (printed on stdout)."""
     error = {"kind": kind, "message": message, "exit_code": code, **extra}

@@ -20,7 +20,9 @@ from mailctl.cli.common import (
     check_output_file,
     err,
     fail,
+    json_error,
     json_errors,
+    json_errors_on,
     load,
     provider_failure,
     require_domains,
@@ -228,18 +230,10 @@ def _refuse(reason: str, changes: list[Change], violations: list[str], tail: str
     for ch in changes:
         err(f"  {ch.action.symbol} {ch.kind.value:<8} {ch.key}")
     err(tail)
-    if _json_mode():
-        from mailctl.cli.common import json_error
-
+    if json_errors_on():
         json_error("refused", reason, REFUSED, violations=violations,
                    refused_changes=[change_dict(ch) for ch in changes])
     raise typer.Exit(REFUSED)
-
-
-def _json_mode() -> bool:
-    from mailctl.cli import common
-
-    return common._json_errors
 
 
 def status(
