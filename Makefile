@@ -73,6 +73,10 @@ demo: deps
 	$(BIN)/mailctl apply -f $(EXAMPLE)
 	$(BIN)/mailctl status -f $(EXAMPLE)
 	$(BIN)/python examples/smoke.py -f $(EXAMPLE) --secrets examples/.mailctl/secrets.tsv
+	@# the probe route reads its password from here (examples/mailctl.yaml, probe:)
+	@umask 077; awk -F'\t' '$$1=="probe@acme.test" {pw=$$2} END {print pw}' \
+	  examples/.mailctl/secrets.tsv > examples/.mailctl/probe.pw
+	$(BIN)/mailctl probe run -f $(EXAMPLE)
 	@echo "The sandbox keeps running: make demo-down (or mailctl sandbox down -f $(EXAMPLE)) stops it."
 
 demo-down: venv

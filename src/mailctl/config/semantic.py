@@ -87,7 +87,7 @@ class _DomainBuilder(ExtrasMixin):
         if seen is None:
             self.desired.where[address] = path
             return True
-        other = self.col.located.pos(seen) if self.col.located else None
+        other = self.col.pos(seen)
         where = f" (line {other.line})" if other else ""
         if what == "alias" and len(seen) == 4 and seen[2] == "mailboxes":
             self.col.add(
@@ -257,12 +257,17 @@ def build_desired(
     col: Collector,
     resolver: Resolver,
     provider_classes: dict[str, type[Provider]],
+    *,
+    complete: bool = True,
 ) -> Desired:
+    """`complete=False`: shape errors left parts of the file out, so the checks that
+    need the whole file (unknown providers, destinations that must exist) are skipped
+    rather than reporting what was only left out."""
     desired = Desired()
     builder = _DomainBuilder(col, resolver, desired, provider_classes)
     for raw_name, dc in cfg.domains.items():
         cls = provider_classes.get(dc.provider)
-        if dc.provider not in cfg.providers:
+        if complete and dc.provider not in cfg.providers:
             col.add(
                 ("domains", raw_name, "provider"),
                 f"unknown provider {dc.provider!r}",
@@ -271,7 +276,8 @@ def build_desired(
             )
         builder.build(raw_name, dc, cls)
     _check_unmanaged(desired, col)
-    _check_destinations(desired, col, provider_classes)
+    if complete:
+        _check_destinations(desired, col, provider_classes)
     _check_loops(desired, col)
     return desired
 

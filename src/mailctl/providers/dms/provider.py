@@ -125,7 +125,9 @@ class DmsProvider(Provider):
         if not d.is_dir():
             raise ProviderError(
                 ErrorKind.NOT_FOUND, f"docker-mailserver config folder {d} does not exist",
-                provider=self.name, detail="create it, or fix `path` in the provider settings",
+                provider=self.name,
+                detail="create it, or fix `path` in the provider settings (relative to the "
+                "config file's folder); `mailctl sandbox up` creates the sandbox's",
             )
         return d
 
@@ -133,10 +135,9 @@ class DmsProvider(Provider):
         return sorted(_State(self._require_dir()).domains())
 
     def read(self, domains: Sequence[str]) -> dict[str, DomainState]:
-        d = self.directory
-        if not d.exists():
-            return {name: DomainState(name, exists=False) for name in domains}
-        state = _State(d)
+        # A missing folder is a typo or a missing mount far more often than an empty
+        # server: a plan that lists every object as a create would hide that.
+        state = _State(self._require_dir())
         return {name: state.read_domain(name) for name in domains}
 
     def apply(self, changes: Sequence[Change]) -> list[Outcome]:
