@@ -124,6 +124,6 @@ def register(app: typer.Typer) -> None:
         json: JsonOpt = False,
     ) -> None:
         """Daemon: pull remote IMAP accounts, deliver by LMTP/SMTP exactly once."""
-        from mailctl.sync.fetch import cmd_fetch
+        from mailctl.sync.fetchd import cmd_fetch
 
         raise typer.Exit(cmd_fetch(file, once=once, as_json=json))

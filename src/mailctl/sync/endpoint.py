@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from mailctl.secret import Secret
-from mailctl.sync.model import Store, SyncError
+from mailctl.sync.model import SyncError
 
 
 class Endpoint:
@@ -102,18 +102,3 @@ def read_password(file: str | os.PathLike[str] | None, ref: str | None, what: st
             raise SyncError(f"{what}: {exc}") from None
     raise SyncError(f"{what} needs a password: --password-file FILE or --password-ref "
                     "'${env:NAME}'")
-
-
-def open_store(ep: Endpoint, password: Secret | None = None, *, cafile: str | None = None,
-               fsync: bool = True, readonly: bool = False) -> Store:
-    """A store that connects on first use (a no-change run never touches the target)."""
-    if ep.kind == "maildir":
-        from mailctl.sync.maildir import MaildirStore
-
-        assert ep.path is not None
-        return MaildirStore(ep.path, fsync=fsync)
-    from mailctl.sync.imapstore import ImapStore
-
-    if password is None:
-        raise SyncError(f"{ep.label} needs a password")
-    return ImapStore(ep, password, cafile=cafile, readonly=readonly)

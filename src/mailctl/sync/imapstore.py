@@ -14,9 +14,7 @@ from collections.abc import Iterator
 
 from mailctl.secret import Secret
 from mailctl.sync.endpoint import Endpoint
-from mailctl.sync.imapwire import (
-    Connection,
-    ImapError,
+from mailctl.sync.imapparse import (
     Literal,
     Response,
     fetch_items,
@@ -25,6 +23,7 @@ from mailctl.sync.imapwire import (
     quote,
     uid_set,
 )
+from mailctl.sync.imapwire import Connection, ImapError
 from mailctl.sync.model import FolderStatus, Msg, Scan, SyncError, norm_flags
 
 # `typing` only for the type checker: it costs ~5 ms of a no-change run's start-up.

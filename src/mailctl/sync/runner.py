@@ -13,8 +13,9 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from mailctl.sync.endpoint import Endpoint, open_store, parse_endpoint, read_password
+from mailctl.sync.endpoint import Endpoint, parse_endpoint, read_password
 from mailctl.sync.model import SyncError
+from mailctl.sync.stores import open_store
 
 # `typing` only for the type checker: it costs ~5 ms of a no-change run's start-up.
 TYPE_CHECKING = False
