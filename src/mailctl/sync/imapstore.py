@@ -44,6 +44,9 @@ def _text(v: Any) -> str:
 
 
 class ImapStore:
+    # The server may complete an APPEND after we died (see pipeline.py, state.py).
+    late_writes = True
+
     def __init__(self, ep: Endpoint, password: Secret, *, cafile: str | None = None,
                  readonly: bool = False) -> None:
         self.ep = ep
@@ -93,6 +96,12 @@ class ImapStore:
 
     def has(self, cap: str) -> bool:
         return cap in self.conn.capabilities
+
+    @property
+    def exact_delete(self) -> bool:
+        """delete() removes exactly the given messages (UID EXPUNGE, RFC 4315); without
+        UIDPLUS an EXPUNGE also takes whatever else a user had marked \\Deleted."""
+        return self.has("UIDPLUS")
 
     # -- names -------------------------------------------------------------
     def _learn_sep(self) -> None:

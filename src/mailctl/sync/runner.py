@@ -216,7 +216,9 @@ def print_sync(report: Any) -> None:
     verb = "would copy" if report.dry_run else "copied"
     print(f"{verb} {report.total('copied')} messages ({_size(report.total('bytes'))}), "
           f"{report.total('adopted')} already present, {report.total('flags')} flag updates, "
-          f"{report.total('deleted')} deleted in {report.seconds:.2f} s")
+          f"{report.total('deleted')} deleted"
+          + (f", {late} late duplicates removed" if (late := report.total("late_duplicates"))
+             else "") + f" in {report.seconds:.2f} s")
 
 
 def _size(n: int) -> str:
