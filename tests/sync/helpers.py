@@ -66,7 +66,7 @@ def fill(info: SandboxInfo, user: str, pw: str, plan: dict[str, list[tuple[bytes
 def _multiappend(c: imaplib.IMAP4, folder: str, msgs: list[tuple[bytes, str, int]]) -> None:
     if not msgs:
         return
-    tag = c._new_tag()  # type: ignore[attr-defined]  # imaplib's own tag sequence
+    tag = c._new_tag()  # imaplib's own tag sequence
     out = [tag + b' APPEND "' + folder.encode() + b'"']
     for body, flags, date in msgs:
         out.append(b" " + flags.encode() + b" " + imaplib.Time2Internaldate(date).encode()
