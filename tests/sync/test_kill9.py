@@ -177,6 +177,7 @@ def test_kill9_during_sync_to_a_remote_server(mailstack: MailStack,
     b, pb = account(remote, "dest")
     p1, p2 = pwfile(tmp_path, pa), pwfile(tmp_path, pb, "pb")
     state = tmp_path / "state" / "s.db"
+    state.parent.mkdir()
     soak = Soak(["sync", url(mailstack.info, a), url(remote.info, b), "--password1-file", p1,
                  "--password2-file", p2, "--state", str(state)],
                 _counter(remote, b, pb, list(FOLDERS)), seed=17)

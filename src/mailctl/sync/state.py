@@ -63,13 +63,32 @@ class Pair:
 
 
 class State:
-    def __init__(self, path: str | os.PathLike[str], durable: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], durable: bool = True,
+                 dry_run: bool = False) -> None:
+        """`dry_run`: an in-memory copy of the file (or an empty state if there is none),
+        so a dry run reads what is known and leaves nothing on disk. Otherwise the file
+        and missing directories are created private (0600, 0700; see files.py)."""
         self.path = os.fspath(path)
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        if not dry_run:
+            from mailctl.sync.files import private_dir, private_file
+
+            private_dir(os.path.dirname(os.path.abspath(self.path)))
+            private_file(self.path)  # before SQLite creates it (and -wal, -shm like it)
         # One thread at a time, but not always the opening one (pipeline's uploader).
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+        self.db = sqlite3.connect(":memory:" if dry_run else self.path, isolation_level=None,
+                                  check_same_thread=False)
+        if not dry_run:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute(f"PRAGMA synchronous={'FULL' if durable else 'OFF'}")
+        elif os.path.isfile(self.path):
+            from urllib.parse import quote
+
+            disk = sqlite3.connect(f"file:{quote(os.path.abspath(self.path))}?mode=ro",
+                                   uri=True)
+            try:
+                disk.backup(self.db)
+            finally:
+                disk.close()
         self.db.executescript(SCHEMA)
         # Folder workers and their uploader threads share this connection; each method is
         # one short transaction, taken under this lock (`_thread`: no `threading` import).
