@@ -41,8 +41,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailctl.sync.endpoint import parse_endpoint, read_password
+from mailctl.sync.files import load_yaml, private_dir, private_file
 from mailctl.sync.imapwire import ImapError
-from mailctl.sync.model import SyncError
+from mailctl.sync.model import SyncError, UsageError
 
 if TYPE_CHECKING:
     from mailctl.sync.imapstore import ImapStore
@@ -58,26 +59,76 @@ STOP = _Stop()
 
 
 def load(path: Path) -> dict[str, Any]:
-    import yaml
-
-    cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    """fetch.yaml, checked whole before anything runs: every mistake is a UsageError
+    naming file:line and what was expected (exit 64)."""
+    cfg, lines = load_yaml(path, "a fetch configuration")
+    cfg = cfg or {}
     if not isinstance(cfg, dict) or not cfg.get("accounts") or not cfg.get("deliver"):
-        raise SyncError(f"{path}: needs `deliver:` and `accounts:`")
+        raise UsageError(f"{path}: needs deliver: and accounts: (expected a mapping with "
+                         "both)")
+    unknown = set(cfg) - GLOBAL_KEYS
+    if unknown:
+        raise UsageError(f"{path}: unknown keys {', '.join(sorted(map(str, unknown)))} "
+                         f"(expected some of {', '.join(sorted(GLOBAL_KEYS))})")
     d = cfg["deliver"]
-    if not isinstance(d, dict) or not (d.get("lmtp") or d.get("smtp")):
-        raise SyncError(f"{path}: deliver needs lmtp: or smtp:")
-    for i, a in enumerate(cfg["accounts"], 1):
-        if not isinstance(a, dict) or not a.get("src") or not a.get("to"):
-            raise SyncError(f"{path}: account {i} needs src and to")
-    for where in [cfg, *cfg["accounts"]]:
+    if not isinstance(d, dict) or len(d) != 1 or not (d.get("lmtp") or d.get("smtp")):
+        raise UsageError(f"{path}: deliver (expected {{lmtp: SOCKET or host:port}} or "
+                         "{smtp: host:port})")
+    target = str(d.get("lmtp") or d.get("smtp"))
+    if not (d.get("lmtp") and target.startswith("/")):
+        host, _, port = target.rpartition(":")
+        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise UsageError(f"{path}: deliver: {target!r} (expected host:port with a port "
+                             "1-65535" + (", or a socket path" if d.get("lmtp") else "") + ")")
+    if not isinstance(cfg["accounts"], list):
+        raise UsageError(f"{path}: accounts (expected a list)")
+    for where, place in [(cfg, str(path)),
+                         *((a, f"{path}:{lines.get(i, '?')}")
+                           for i, a in enumerate(cfg["accounts"]))]:
+        if not isinstance(where, dict):
+            continue  # said below
         if where.get("mode") not in (None, "idle", "poll"):
-            raise SyncError(f"{path}: mode must be idle or poll, not {where['mode']!r}")
+            raise UsageError(f"{place}: mode must be idle or poll, not {where['mode']!r}")
         for key in ("poll_interval", "poll", "idle_refresh"):
             v = where.get(key)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)
-                                  or v <= 0):
-                raise SyncError(f"{path}: {key} must be a positive number of seconds")
+                                  or not 0 < v <= 86400):
+                raise UsageError(f"{place}: {key} must be a positive number of seconds "
+                                 "(expected 0 < seconds <= 86400)")
+    base = path.resolve().parent
+    for i, a in enumerate(cfg["accounts"]):
+        where = f"{path}:{lines.get(i, '?')}"
+        if not isinstance(a, dict) or not a.get("src") or not a.get("to"):
+            raise UsageError(f"{where}: an account (expected src: and to:)")
+        unknown = set(a) - ACCOUNT_KEYS
+        if unknown:
+            raise UsageError(f"{where}: unknown keys {', '.join(sorted(map(str, unknown)))} "
+                             f"(expected some of {', '.join(sorted(ACCOUNT_KEYS))})")
+        for key, pf, ref in (("src", "password_file", "password_ref"),
+                             ("check", "check_password_file", "check_password_ref")):
+            if key not in a:
+                continue
+            try:
+                ep = parse_endpoint(str(a[key]))
+                if ep.kind != "imap":
+                    raise UsageError(f"{key}: {a[key]!r} (expected imap:// or imaps://)")
+                if not (a.get(pf) or a.get(ref)):
+                    raise UsageError(f"{key} needs a password (expected {pf}: or {ref}:)")
+                read_password(base / str(a[pf]) if a.get(pf) else None, a.get(ref), ep.label)
+            except UsageError as exc:
+                raise UsageError(f"{where}: {exc}") from None
+        folders = a.get("folders")
+        if folders is not None and (not isinstance(folders, list)
+                                    or not all(isinstance(f, str) and f for f in folders)):
+            raise UsageError(f"{where}: folders (expected a list of folder names)")
     return cfg
+
+
+GLOBAL_KEYS = {"deliver", "mode", "poll_interval", "poll", "idle_refresh", "state", "ca_file",
+               "accounts"}
+ACCOUNT_KEYS = {"src", "password_file", "password_ref", "to", "folders", "keep", "check",
+                "check_password_file", "check_password_ref", "check_folder", "mode",
+                "poll_interval", "poll", "idle_refresh"}
 
 
 class Deliverer:
@@ -123,7 +174,9 @@ class Deliverer:
 
 
 def open_db(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """The delivery journal: 0600 in a directory mailctl creates 0700 (files.py)."""
+    private_dir(str(path.parent))
+    private_file(str(path))
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")

@@ -35,8 +35,9 @@ from mailctl.sync.fetch import (
     open_source,
     safe_pass,
 )
+from mailctl.sync.files import read_text
 from mailctl.sync.imapwire import IDLE_MAX, ImapError
-from mailctl.sync.model import SyncError
+from mailctl.sync.model import SyncError, UsageError
 from mailctl.sync.runner import FAILED, OK, USAGE, _fail, table
 
 if TYPE_CHECKING:
@@ -213,10 +214,16 @@ def cmd_fetch(path: Path, *, once: bool = False, as_json: bool = False) -> int:
     STOP.requested = False
     try:
         cfg = load(path)
-    except (OSError, SyncError) as exc:
-        return _fail(str(exc), USAGE if isinstance(exc, SyncError) else FAILED)
+        if cfg.get("ca_file"):  # relative to the file, like every path in it
+            cfg["ca_file"] = str(path.resolve().parent / str(cfg["ca_file"]))
+            read_text(cfg["ca_file"], "ca_file")
+    except UsageError as exc:
+        return _fail(str(exc), USAGE)
     base = path.resolve().parent
-    db = open_db(base / str(cfg.get("state", "fetch-state.db")))
+    try:
+        db = open_db(base / str(cfg.get("state", "fetch-state.db")))
+    except (OSError, sqlite3.Error) as exc:
+        return _fail(f"the fetch state {cfg.get('state', 'fetch-state.db')}: {exc}", FAILED)
     out = Deliverer(cfg["deliver"])
 
     def emit(reports: list[dict[str, Any]]) -> None:
