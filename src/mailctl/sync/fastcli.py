@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 COMMANDS = ("sync", "backup", "restore", "verify")
 _FLAGS = {"--json": "json", "--allow-extra": "allow_extra", "--dry-run": "dry_run",
-          "--delete": "delete", "--force": "force"}
+          "--delete": "delete", "--force": "force", "--delivered": "delivered"}
 _LISTS = {"--folders": "folders", "--exclude": "exclude", "--map": "maps"}
 _PATHS = {"--password-file", "--password1-file", "--password2-file", "--state"}
 _VALUES = {"--password-ref", "--password1-ref", "--password2-ref", "--ca-file",
@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--json", action="store_true")
         if name == "verify":
             c.add_argument("--allow-extra", action="store_true")
+            c.add_argument("--delivered", action="store_true")
             continue
         c.add_argument("--state", type=Path)
         c.add_argument("--dry-run", action="store_true")
@@ -87,7 +88,7 @@ def _quick(argv: list[str]) -> dict[str, Any] | None:
     else:
         d.update(password_file=None, password_ref=None)
     if cmd == "verify":
-        d["allow_extra"] = False
+        d["allow_extra"] = d["delivered"] = False
     else:
         d.update(state=None, dry_run=False, fsync=True, jobs=2)
     if cmd == "sync":

@@ -41,7 +41,7 @@ class Args:
                  delete: bool = False, force: bool = False, max_delete_share: float = 0.2,
                  dry_run: bool = False, fsync: bool = True, state: PathArg | None = None,
                  ca_file: str | None = None, json: bool = False,
-                 allow_extra: bool = False, jobs: int = 2) -> None:
+                 allow_extra: bool = False, jobs: int = 2, delivered: bool = False) -> None:
         self.src, self.dst = src, dst
         self.password1_file, self.password2_file = password1_file, password2_file
         self.password1_ref, self.password2_ref = password1_ref, password2_ref
@@ -49,6 +49,7 @@ class Args:
         self.delete, self.force, self.max_delete_share = delete, force, max_delete_share
         self.dry_run, self.fsync, self.state, self.ca_file = dry_run, fsync, state, ca_file
         self.json, self.allow_extra, self.jobs = json, allow_extra, jobs
+        self.delivered = delivered
 
 
 def state_path(src: Endpoint, dst: Endpoint, explicit: PathArg | None) -> str:
@@ -228,7 +229,8 @@ def cmd_verify(a: Args) -> int:
         from mailctl.sync.verify import verify
 
         try:
-            report = verify(src, dst, p.opts, allow_extra=a.allow_extra)
+            report = verify(src, dst, p.opts, allow_extra=a.allow_extra,
+                            delivered=a.delivered)
         finally:
             src.close()
             dst.close()
