@@ -69,7 +69,8 @@ def load_accounts(path: Path) -> list[dict[str, Any]]:
             n = "1" if key == "src" else "2"
             pf, ref = row.get(f"password{n}_file"), row.get(f"password{n}_ref")
             if ep.kind == "imap" and not (pf or ref):
-                raise UsageError(f"{where}: {key} needs password{n}_file or password{n}_ref")
+                raise UsageError(f"{where}: {key} needs a password (expected password{n}_file "
+                                 f"or password{n}_ref)")
             if pf:
                 p = Path(str(pf)).expanduser()
                 try:
