@@ -83,8 +83,10 @@ class State:
         elif os.path.isfile(self.path):
             from urllib.parse import quote
 
-            disk = sqlite3.connect(f"file:{quote(os.path.abspath(self.path))}?mode=ro",
-                                   uri=True)
+            # Read-only, and no -wal/-shm of its own: `immutable` unless a killed run left
+            # a WAL (whose commits count, and whose -shm is there already).
+            how = "mode=ro" if os.path.exists(self.path + "-wal") else "immutable=1"
+            disk = sqlite3.connect(f"file:{quote(os.path.abspath(self.path))}?{how}", uri=True)
             try:
                 disk.backup(self.db)
             finally:
