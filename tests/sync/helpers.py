@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import imaplib
 import random
+import stat
 import subprocess
 import sys
 from email.message import EmailMessage
@@ -133,3 +134,18 @@ def pwfile(tmp: Path, pw: str, name: str = "pw") -> str:
     p.write_text(pw + "\n")
     p.chmod(0o600)
     return str(p)
+
+
+def modes(top: Path) -> dict[str, int]:
+    """Mode of `top` and of everything below it, by path relative to `top`."""
+    out = {".": stat.S_IMODE(top.stat().st_mode)}
+    for p in top.rglob("*"):
+        out[str(p.relative_to(top))] = stat.S_IMODE(p.lstat().st_mode)
+    return out
+
+
+def assert_private(top: Path) -> None:
+    """Directories 0700, files 0600: everything below `top` was created by mailctl."""
+    wrong = {p: oct(m) for p, m in modes(top).items()
+             if m != (0o700 if (top / p).is_dir() else 0o600)}
+    assert not wrong, wrong

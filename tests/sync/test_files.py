@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from tests.fixtures.mailstack import MailStack
-from tests.sync.helpers import ROOT, account, fill, message, pwfile, url
+from tests.sync.helpers import ROOT, account, assert_private, fill, message, pwfile, url
 
 pytestmark = pytest.mark.mailstack
 T0 = 1_650_000_000
@@ -25,21 +25,6 @@ def mailctl(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     e = {k: v for k, v in os.environ.items() if not k.startswith("MAILCTL_")}
     return subprocess.run([sys.executable, "-m", "mailctl", *args], capture_output=True,
                           text=True, cwd=ROOT, env={**e, **(env or {})}, umask=0, timeout=120)
-
-
-def modes(top: Path) -> dict[str, int]:
-    """Mode of `top` and of everything below it, by path relative to `top`."""
-    out = {".": stat.S_IMODE(top.stat().st_mode)}
-    for p in top.rglob("*"):
-        out[str(p.relative_to(top))] = stat.S_IMODE(p.lstat().st_mode)
-    return out
-
-
-def assert_private(top: Path) -> None:
-    """Directories 0700, files 0600: everything below `top` was created by mailctl."""
-    wrong = {p: oct(m) for p, m in modes(top).items()
-             if m != (0o700 if (top / p).is_dir() else 0o600)}
-    assert not wrong, wrong
 
 
 def _account(stack: MailStack, name: str) -> tuple[str, str]:

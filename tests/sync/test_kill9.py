@@ -27,7 +27,17 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.mailstack import MailStack
-from tests.sync.helpers import ROOT, account, cli, connect, fill, message, pwfile, url
+from tests.sync.helpers import (
+    ROOT,
+    account,
+    assert_private,
+    cli,
+    connect,
+    fill,
+    message,
+    pwfile,
+    url,
+)
 
 pytestmark = pytest.mark.mailstack
 N = 300
@@ -177,7 +187,7 @@ def test_kill9_during_sync_to_a_remote_server(mailstack: MailStack,
     b, pb = account(remote, "dest")
     p1, p2 = pwfile(tmp_path, pa), pwfile(tmp_path, pb, "pb")
     state = tmp_path / "state" / "s.db"
-    state.parent.mkdir()
+    state.parent.mkdir(mode=0o700)
     soak = Soak(["sync", url(mailstack.info, a), url(remote.info, b), "--password1-file", p1,
                  "--password2-file", p2, "--state", str(state)],
                 _counter(remote, b, pb, list(FOLDERS)), seed=17)
@@ -189,6 +199,7 @@ def test_kill9_during_sync_to_a_remote_server(mailstack: MailStack,
             "--password2-file", p2, "--json")
     assert_exact(v, FOLDERS)
     assert_no_leak([pa, pb], soak.output, state.parent)
+    assert_private(state.parent)  # the state DB, its lock, a killed run's -wal/-shm
 
 
 def test_kill9_during_restore_then_complete_without_duplicates(
@@ -218,3 +229,98 @@ def test_kill9_during_restore_then_complete_without_duplicates(
                 env={"XDG_STATE_HOME": str(xdg)})
     assert json.loads(again.stdout)["totals"]["copied"] == 0, out
     assert_no_leak([pa, pb], soak.output, bk, xdg)
+    assert_private(xdg)
+
+
+def _children_of_the_pairs(marker: str) -> list[int]:
+    """Live processes whose command line names `marker` (a pair's state directory)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in cmd and int(d.name) != os.getpid():
+                out.append(int(d.name))
+    return out
+
+
+def test_kill9_during_migrate_then_complete_without_duplicates(
+        mailstack: MailStack, mailstack_factory: Callable[..., MailStack],
+        tmp_path: Path) -> None:
+    """`mailctl migrate` SIGKILLed (the parent only, as `kill -9 PID` does): its pair
+    processes die with it, and the re-runs complete every pair exactly."""
+    remote = mailstack_factory()
+    plans = [{"INBOX": 200, "Archive": 90, "Sent": 40}, {"INBOX": 120, "Lists.python": 60}]
+    states = tmp_path / "states"
+    states.mkdir(mode=0o700)
+    rows = ["src,dst,password1_file,password2_file,state"]
+    secrets: list[str] = []
+    pairs: list[tuple[str, str, str, dict[str, int]]] = []
+    for n, plan in enumerate(plans):
+        a, pa = _fill_big(mailstack, f"mold{n}", plan)
+        b, pb = account(remote, f"mnew{n}")
+        rows.append(f"{url(mailstack.info, a)},{url(remote.info, b)},"
+                    f"{pwfile(tmp_path, pa, f'a{n}')},{pwfile(tmp_path, pb, f'b{n}')},"
+                    f"{states / f'{n}.db'}")
+        secrets += [pa, pb]
+        pairs.append((a, b, pb, plan))
+    accounts = tmp_path / "accounts.csv"
+    accounts.write_text("\n".join(rows) + "\n")
+    counters = [_counter(remote, b, pb, list(plan)) for _, b, pb, plan in pairs]
+    soak = Soak(["migrate", "--accounts", str(accounts), "--json"],
+                lambda: sum(c() for c in counters), seed=23)
+    rounds = [("progress", 120)] * 5 + [("timer", 0.6)] * 3
+    for how, arg in rounds:
+        if how == "progress":
+            soak.kill_on_progress(1, int(arg))
+        else:
+            soak.kill_on_timer(1, 0.1, arg)
+        deadline = time.monotonic() + 0.5  # PR_SET_PDEATHSIG: no orphan keeps copying
+        while _children_of_the_pairs(str(states)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _children_of_the_pairs(str(states))
+    assert soak.landed >= 3
+    out = json.loads(soak.finish())
+    assert out["ok"] and [r["exit"] for r in out["accounts"]] == [0, 0]
+    for n, (a, b, _, plan) in enumerate(pairs):
+        v = cli("verify", url(mailstack.info, a), url(remote.info, b), "--password1-file",
+                str(tmp_path / f"a{n}"), "--password2-file", str(tmp_path / f"b{n}"), "--json")
+        assert_exact(v, plan)
+    assert_no_leak(secrets, soak.output, states)
+    assert_private(states)
+
+
+def test_kill9_during_fetch_then_complete_delivers_each_message_once(
+        mailstack: MailStack, mailstack_factory: Callable[..., MailStack],
+        tmp_path: Path) -> None:
+    """`mailctl fetch --once` with `check:` (the exactly-once mode) SIGKILLed while it
+    delivers: in the end every remote message is in the local INBOX exactly once, as
+    `verify --delivered` proves (it ignores the trace headers LMTP adds)."""
+    import yaml
+
+    remote = mailstack_factory()
+    far, pf = _fill_big(remote, "fsrc", {"INBOX": 150})
+    home, ph = account(mailstack, "fhome")
+    p1, p2 = pwfile(tmp_path, pf, "pf"), pwfile(tmp_path, ph, "ph")
+    cfg = tmp_path / "fetch.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "deliver": {"lmtp": str(mailstack.info.lmtp_socket)}, "state": "st/fetch.db",
+        "accounts": [{"src": url(remote.info, far), "password_file": p1, "to": home,
+                      "check": url(mailstack.info, home), "check_password_file": p2}]}))
+    soak = Soak(["fetch", "-f", str(cfg), "--once", "--json"],
+                _counter(mailstack, home, ph, ["INBOX"]), seed=5)
+    soak.kill_on_progress(6, 30)
+    soak.kill_on_timer(4, 0.05, 0.8)
+    assert soak.landed >= 3
+    out = json.loads(soak.finish())["accounts"][0]
+    assert out["errors"] == [] and out["redelivered"] == 0
+    v = cli("verify", url(remote.info, far), url(mailstack.info, home), "--password1-file", p1,
+            "--password2-file", p2, "--folders", "INBOX", "--delivered", "--json")
+    assert v.returncode == 0, v.stdout + v.stderr
+    inbox = json.loads(v.stdout)["folders"][0]
+    assert (inbox["src_count"], inbox["dst_count"], inbox["missing"], inbox["extra"]) == (
+        150, 150, 0, 0)
+    assert_no_leak([pf, ph], soak.output, tmp_path / "st")
+    assert_private(tmp_path / "st")

@@ -6,9 +6,11 @@ delivery is recorded and the intent dropped in one transaction (SQLite,
 synchronous=FULL), and only then may the message be deleted at the source
 (keep: false). A kill -9 between the 250 and that commit leaves an intent
 without a record: the next pass does not know whether the local server has
-the message. With `check:` (the local mailbox, IMAP) it looks there - by
-Message-ID, then by content: a delivered copy ends with the source's bytes,
-LMTP only prepends trace headers - and records it instead of delivering it
+the message (and a server commits what it had received whole even after we
+died, so the pass first gives it a second, once). With `check:` (the local
+mailbox, IMAP) it looks there - by Message-ID, then by content: a delivered
+copy ends with the source's bytes, LMTP only prepends trace headers - and
+records it instead of delivering it
 again. Without `check:` (or for a message without Message-ID) it delivers
 again: never lost, at most once more, and reported as `redelivered`.
 SIGTERM/SIGINT (STOP, set by fetchd) finish the message in hand before
@@ -41,8 +43,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mailctl.sync.endpoint import parse_endpoint, read_password
+from mailctl.sync.engine import SETTLE_AFTER, SETTLE_QUIET
 from mailctl.sync.files import load_yaml, private_dir, private_file
-from mailctl.sync.imapwire import ImapError
+from mailctl.sync.imapwire import ImapError, close_gracefully, reset_when_dropped
 from mailctl.sync.model import SyncError, UsageError
 
 if TYPE_CHECKING:
@@ -150,6 +153,8 @@ class Deliverer:
                              else smtplib.LMTP(host, int(port), timeout=60))
             else:
                 self.conn = smtplib.SMTP(host, int(port), timeout=60)
+            if self.conn.sock is not None:
+                reset_when_dropped(self.conn.sock)  # see imapwire; close() undoes it
         return self.conn
 
     def deliver(self, to: str, body: bytes) -> str | None:
@@ -169,6 +174,8 @@ class Deliverer:
     def close(self) -> None:
         if self.conn is not None:
             with contextlib.suppress(smtplib.SMTPException, OSError):
+                if self.conn.sock is not None:
+                    close_gracefully(self.conn.sock)
                 self.conn.quit()
             self.conn = None
 
@@ -235,6 +242,7 @@ def fetch_account(acct: dict[str, Any], base: Path, db: sqlite3.Connection, out:
     rep: dict[str, Any] = {"account": ep.label, "to": acct["to"], "delivered": 0, "skipped": 0,
                            "deleted": 0, "recovered": 0, "redelivered": 0, "errors": []}
     checker = Checker(acct, base, ca_file) if acct.get("check") else None
+    settled = False
     try:
         for folder in folders or acct_folders(acct):
             store.reselect()  # a fresh SELECT: UIDVALIDITY and the count as of now
@@ -249,8 +257,15 @@ def fetch_account(acct: dict[str, Any], base: Path, db: sqlite3.Connection, out:
             finished: list[int] = [int(k) for k in scan.keys if int(k) in done]
             for m in store.fetch(folder, [str(u) for u in todo], {}):
                 key = (ep.label, folder, st.uidvalidity, int(m.key))
-                if db.execute("SELECT 1 FROM intents WHERE account=? AND folder=? AND uv=? "
-                              "AND uid=?", key).fetchone():  # handed over, then we died
+                intent = db.execute("SELECT at FROM intents WHERE account=? AND folder=? "
+                                    "AND uv=? AND uid=?", key).fetchone()
+                if intent:  # handed over, then we died (or the connection did)
+                    if checker is not None and not settled and \
+                            time.time() - intent[0] < SETTLE_AFTER:
+                        # the local server may still be committing what it had received
+                        # whole (see engine.settle): give it that time once per pass
+                        time.sleep(SETTLE_QUIET)
+                        settled = True
                     if checker is not None and checker.has(m.body):
                         _delivered(db, key)
                         rep["recovered"] += 1

@@ -33,6 +33,21 @@ _LINGER_RESET = (1).to_bytes(4, sys.byteorder) + bytes(4)
 _LINGER_GRACEFUL = bytes(8)
 
 
+def reset_when_dropped(sock: socket.socket) -> None:
+    """If this process dies, reset the connection instead of letting the kernel deliver
+    what we had queued: a server finishes any command it receives whole, even from a
+    dead client. Measured on Dovecot after a kill -9 mid-restore: queued MULTIAPPENDs
+    were committed up to 1.6 s later with a graceful close, within ~50 ms with this.
+    `close_gracefully` undoes it for a clean end (LOGOUT, QUIT)."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+
+
+def close_gracefully(sock: socket.socket) -> None:
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_GRACEFUL)
+
+
 def _news(line: bytes) -> bool:
     """`* n EXISTS`, or `* n RECENT` with n > 0: the server reports new mail."""
     return line.endswith(b" EXISTS") or (line.endswith(b" RECENT")
@@ -53,12 +68,7 @@ class Connection:
         addr: Any = host.encode() if host.isascii() else host  # typeshed: str only
         sock = socket.create_connection((addr, port), timeout=timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # If this process dies, reset the connection instead of letting the kernel
-        # deliver what we had queued: a server finishes any command it receives whole,
-        # even from a dead client. Measured on Dovecot after a kill -9 mid-restore:
-        # queued MULTIAPPENDs were committed up to 1.6 s later with a graceful close,
-        # within ~50 ms with this. logout() restores the graceful close.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        reset_when_dropped(sock)  # logout() restores the graceful close
         if tls:
             import ssl
 
@@ -303,7 +313,7 @@ class Connection:
 
     def logout(self) -> None:
         try:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_GRACEFUL)
+            close_gracefully(self.sock)
             if self._idle_tag:  # a clean end: DONE first, then LOGOUT
                 self.sock.sendall(b"DONE\r\n")
                 self._idle_tag = b""
