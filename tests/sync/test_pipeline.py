@@ -264,3 +264,29 @@ def test_a_batch_the_server_commits_after_the_client_died_is_not_duplicated(
     assert _bodies(dst, "INBOX") == _bodies(src, "INBOX")
     assert state.pending_folders() == {"INBOX"}  # kept a while for even later commits
     state.close()
+
+
+class NoUidStore(LateStore):
+    """A server without UIDPLUS: APPEND says nothing about the new messages' UIDs."""
+
+    def append(self, folder: str, msgs: list[Msg]) -> list[str | None]:
+        super().append(folder, msgs)
+        return [None] * len(msgs)
+
+
+def test_without_appenduid_nothing_recorded_is_taken_for_a_late_copy(tmp_path: Path) -> None:
+    """Recorded copies whose target UID is unknown look like unknown target messages; a
+    crash's pending uploads (which here never land) must not make the engine delete one
+    of them as a late copy of itself."""
+    src, dst = _source(12), NoUidStore("mem:dst", die_on=2, lands="never")
+    opts = engine.Options(batch_count=4, folders=["INBOX"])
+    state = State(tmp_path / "s.db")
+    with pytest.raises(KeyboardInterrupt):
+        engine.run(src, dst, state, opts)
+    state.close()
+    for _ in range(2):  # the re-sent batch is recorded without UIDs, then looked at again
+        state = State(tmp_path / "s.db")
+        rep = engine.run(src, dst, state, opts)
+        state.close()
+        assert rep.ok and rep.total("late_duplicates") == 0
+        assert _bodies(dst, "INBOX") == _bodies(src, "INBOX")

@@ -279,10 +279,13 @@ def _remove_late_copies(dst: Store, dname: str, by_hash: dict[str, list[str]],
     """A target message the state does not know, whose content is that of a dead run's
     upload which is recorded by now (re-sent, or adopted): the server committed the
     dead run's command after all, so this copy is one too many. Each pending upload
-    accounts for at most one such copy; the rest stay candidates for adoption."""
+    accounts for at most one such copy; the rest stay candidates for adoption. Only
+    where the recorded copy's target key is known (APPENDUID): otherwise the recorded copy
+    itself looks unknown, and would be taken for its own twin."""
     late = []
     for skey, h, _ in suspects:
-        twins = by_hash.get(h) if skey in pairs else None
+        p = pairs.get(skey)
+        twins = by_hash.get(h) if p is not None and p.dkey else None
         if twins:
             late.append(twins.pop())
     if not late:
