@@ -107,3 +107,21 @@ def test_dry_runs_create_nothing(mailstack: MailStack, tmp_path: Path) -> None:
     assert {p: p.read_bytes() for p in sorted((tmp_path / "bk").rglob("*"))
             if p.is_file()} == snap
     assert db.exists()
+
+
+def test_a_second_run_on_the_same_state_is_refused(mailstack: MailStack,
+                                                   tmp_path: Path) -> None:
+    import fcntl
+
+    info = mailstack.info
+    a, pa = _account(mailstack, "locked")
+    bk = tmp_path / "bk"
+    bk.mkdir(mode=0o700)
+    fd = os.open(bk / ".mailctl-sync.db.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as a running backup holds it
+        r = mailctl("backup", url(info, a), str(bk), "--password-file", pwfile(tmp_path, pa))
+        assert r.returncode == 1 and "another sync with the same state is running" in r.stderr
+        assert not (bk / "cur").exists()  # nothing copied beside the running one
+    finally:
+        os.close(fd)
