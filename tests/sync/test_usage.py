@@ -239,3 +239,16 @@ def test_every_sync_option_has_help_text_and_numbers_have_ranges() -> None:
             kind = getattr(getattr(p, "type_descriptor", None), "annotation", None)
             if kind in (int, float):  # typer keeps the range beside the type
                 assert p.min is not None and p.max is not None, (name, p.name)
+
+
+def test_json_callers_get_the_one_error_shape_on_stdout(home: Path) -> None:
+    """Under --json a failure is also one JSON object on stdout (as every command's)."""
+    import json
+
+    for argv in (["backup", "imaps://", str(home / "new"), "--json"],
+                 ["migrate", "--accounts", str(home / "missing.csv"), "--json"]):
+        r = run_cli(*argv, cwd=home)
+        assert r.code == 64 and r.err.startswith("error: ")
+        err = json.loads(r.out)
+        assert err["ok"] is False and err["error"]["kind"] == "usage"
+        assert err["error"]["exit_code"] == 64 and err["error"]["message"] in r.err

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from mailctl.sync.runner import USAGE, Args, cmd_sync, cmd_verify
+from mailctl.sync.runner import INTERRUPTED, USAGE, Args, cmd_sync, cmd_verify
 
 TYPE_CHECKING = False  # not from typing: ~5 ms of start-up
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         return _main(sys.argv[1:] if argv is None else argv)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
-        return 130
+        return INTERRUPTED
 
 
 def _main(argv: list[str]) -> int:
@@ -183,4 +183,4 @@ def _die_with_parent(parent: int) -> None:
     except (OSError, AttributeError):
         return
     if os.getppid() != parent:
-        os._exit(130)
+        os._exit(INTERRUPTED)

@@ -218,12 +218,13 @@ def cmd_fetch(path: Path, *, once: bool = False, as_json: bool = False) -> int:
             cfg["ca_file"] = str(path.resolve().parent / str(cfg["ca_file"]))
             read_text(cfg["ca_file"], "ca_file")
     except UsageError as exc:
-        return _fail(str(exc), USAGE)
+        return _fail(str(exc), USAGE, as_json)
     base = path.resolve().parent
     try:
         db = open_db(base / str(cfg.get("state", "fetch-state.db")))
     except (OSError, sqlite3.Error) as exc:
-        return _fail(f"the fetch state {cfg.get('state', 'fetch-state.db')}: {exc}", FAILED)
+        return _fail(f"the fetch state {cfg.get('state', 'fetch-state.db')}: {exc}", FAILED,
+                     as_json)
     out = Deliverer(cfg["deliver"])
 
     def emit(reports: list[dict[str, Any]]) -> None:

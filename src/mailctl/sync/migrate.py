@@ -147,13 +147,17 @@ def run_one(row: dict[str, Any], base: Path, dry_run: bool, ca_file: str | None
     out: dict[str, Any] = {"src": row["src"], "dst": row["dst"], "exit": p.returncode,
                            "seconds": round(time.monotonic() - t0, 2)}
     try:
-        out["report"] = json.loads(p.stdout)
+        report = json.loads(p.stdout)
     except json.JSONDecodeError:
         out["error"] = (p.stderr.strip().splitlines() or ["no output"])[-1]
     else:
-        errors = [f["error"] for f in out["report"]["folders"] if f.get("error")]
-        if errors:
-            out["error"] = errors[0]
+        if "error" in report:  # the pair failed as a whole (usage, login, lock)
+            out["error"] = report["error"]["message"]
+        else:
+            out["report"] = report
+            errors = [f["error"] for f in report["folders"] if f.get("error")]
+            if errors:
+                out["error"] = errors[0]
     return out
 
 
@@ -166,7 +170,7 @@ def cmd_migrate(accounts: Path, jobs: int, *, dry_run: bool = False,
             read_text(ca_file, "--ca-file")
         rows = load_accounts(accounts)
     except UsageError as exc:
-        return _fail(str(exc), USAGE)
+        return _fail(str(exc), USAGE, as_json)
     base = accounts.resolve().parent
     with ThreadPoolExecutor(jobs) as pool:
         results = list(pool.map(lambda r: run_one(r, base, dry_run, ca_file), rows))

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 PathArg = str | os.PathLike[str]  # str from the lean parser, Path from typer
 
 # Same values as mailctl.cli.common (not imported: it pulls in typer).
-OK, FAILED, PROVIDER, REFUSED, USAGE = 0, 1, 3, 4, 64
+OK, FAILED, PROVIDER, REFUSED, USAGE, INTERRUPTED = 0, 1, 3, 4, 64, 130
+_KINDS = {FAILED: "failed", PROVIDER: "provider", REFUSED: "refused", USAGE: "usage"}
 STATE_NAME = ".mailctl-sync.db"
 
 
@@ -170,7 +171,7 @@ def cmd_sync(a: Args) -> int:
     try:
         p = _prepare(a)
     except UsageError as exc:
-        return _fail(str(exc), USAGE)
+        return _fail(str(exc), USAGE, a.json)
     assert p.state is not None
     try:
         from mailctl.sync.state import State
@@ -201,13 +202,13 @@ def cmd_sync(a: Args) -> int:
             src.close()
             dst.close()
     except TimeoutError:
-        return _fail("another sync with the same state is running", FAILED)
+        return _fail("another sync with the same state is running", FAILED, a.json)
     except UsageError as exc:
-        return _fail(str(exc), USAGE)
+        return _fail(str(exc), USAGE, a.json)
     except SyncError as exc:
-        return _fail(str(exc), PROVIDER)
+        return _fail(str(exc), PROVIDER, a.json)
     except OSError as exc:
-        return _fail(f"{exc.strerror or exc}: {exc.filename or ''}", FAILED)
+        return _fail(f"{exc.strerror or exc}: {exc.filename or ''}", FAILED, a.json)
     if a.json:
         import json
 
@@ -223,7 +224,7 @@ def cmd_verify(a: Args) -> int:
     try:
         p = _prepare(a, verifying=True)
     except UsageError as exc:
-        return _fail(str(exc), USAGE)
+        return _fail(str(exc), USAGE, a.json)
     try:
         src, dst = _open(p, a)
         from mailctl.sync.verify import verify
@@ -235,7 +236,7 @@ def cmd_verify(a: Args) -> int:
             src.close()
             dst.close()
     except SyncError as exc:
-        return _fail(str(exc), PROVIDER)
+        return _fail(str(exc), PROVIDER, a.json)
     if a.json:
         import json
 
@@ -252,10 +253,19 @@ def cmd_verify(a: Args) -> int:
     return OK if report.ok else FAILED
 
 
-def _fail(message: str, code: int) -> int:
+def _fail(message: str, code: int, as_json: bool = False) -> int:
+    """`error: ...` on stderr; under --json also the one JSON error shape on stdout
+    (mailctl.cli.common.json_error, which this module cannot import)."""
     from mailctl.secret import scrub
 
-    sys.stderr.write(f"error: {scrub(message)}\n")
+    message = scrub(message)
+    if as_json:
+        import json
+
+        print(json.dumps({"ok": False, "error": {"kind": _KINDS.get(code, "failed"),
+                                                 "message": message, "exit_code": code}},
+                         indent=2))
+    sys.stderr.write(f"error: {message}\n")
     return code
 
 
