@@ -116,7 +116,7 @@ def test_dkim_generate_writes_private_key_and_prints_split_record(tmp_path: Path
 
 
 def test_mta_sts_command_prints_policy_and_matching_id() -> None:
-    from mailctl.dns.mtasts import policy_id
+    from mailctl.dns.stspolicy import policy_id
 
     out = runner.invoke(app, ["mta-sts", "--json", "--mode", "enforce", "--profile", "migadu",
                               "x.test"])

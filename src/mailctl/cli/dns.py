@@ -231,8 +231,8 @@ def mta_sts_cmd(
     """The MTA-STS policy file and the TXT record whose id changes with it."""
     import json
 
-    from mailctl.dns.mtasts import MAX_AGE_LIMIT, policy_id, render_policy, tls_rpt_value
     from mailctl.dns.records import expected_mx, load_profiles
+    from mailctl.dns.stspolicy import MAX_AGE_LIMIT, policy_id, render_policy, tls_rpt_value
 
     if mode not in ("enforce", "testing", "none"):
         fail(f"--mode {mode!r} must be enforce, testing or none")

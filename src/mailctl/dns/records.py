@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailctl.dns.profiles import Profile, fill, get_profile
+from mailctl.dns.stspolicy import policy_id, render_policy, tls_rpt_value
 
 TXT_CHUNK = 255  # RFC 1035 §3.3: one character-string holds at most 255 octets
 
@@ -203,8 +204,6 @@ def _dkim_records(
 
 def expected_records(spec: DomainDnsSpec) -> list[Record]:
     """Every record `spec.domain` should publish, in a stable order."""
-    from mailctl.dns.mtasts import policy_id, render_policy, tls_rpt_value
-
     provider, relays = load_profiles(spec)
     domain, ttl = spec.domain, spec.ttl
     values = template_values(spec)
