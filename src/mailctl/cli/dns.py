@@ -7,7 +7,6 @@ building the command tree (and `mailctl --version`) stays fast.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -29,9 +28,6 @@ dkim_app = typer.Typer(no_args_is_help=True, help="DKIM keys for self-hosted dom
 def _dkim_group() -> None:
     """Keep `dkim` a command group even while it has a single sub-command."""
 
-
-# Set by the config layer: (domain, config file) -> spec from that domain's `dns:` block.
-config_domain_spec: Callable[[str, Path], DomainDnsSpec] | None = None
 
 ProfileOpt = Annotated[str | None, typer.Option(
     "--profile", help="provider profile (dms, migadu, mailcow, mailu, stalwart, …)")]
@@ -92,27 +88,19 @@ def resolve_spec(domain: str, config_path: Path | None, **opts: Any) -> DomainDn
         if given or not implicit.exists():
             return spec_from_options(domain, **opts)
         config_path = implicit
-    hook = config_domain_spec or spec_from_config
-    return hook(domain, config_path)
+    return spec_from_config(domain, config_path)
 
 
 def spec_from_config(domain: str, config_path: Path) -> DomainDnsSpec:
-    """The domain's provider type and `dns:` block from mailctl.yaml."""
+    """The domain's provider type and `dns:` block from mailctl.yaml (exit 1 if undeclared)."""
     from mailctl.cli.common import load
-    from mailctl.dns.settings import spec_from_settings
-    from mailctl.model import AddressError, normalise_domain
+    from mailctl.dns.settings import DnsConfigError
+    from mailctl.dns.settings import spec_from_config as from_config
 
-    config = load(config_path)
     try:
-        name = normalise_domain(domain)
-    except AddressError as exc:
+        return from_config(load(config_path), domain)
+    except DnsConfigError as exc:
         fail(str(exc))
-    if name not in config.desired.domains:
-        fail(f"{name} is not declared in {config.path}; declare it or pass --profile")
-    raw = config.desired.raw_domain[name]
-    block = config.file.domains[raw]
-    ptype = config.providers[block.provider].type_name
-    return spec_from_settings(name, ptype, block.dns)
 
 
 def _console() -> Console:

@@ -12,11 +12,20 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
+    from mailctl.config.load import Config
     from mailctl.dns.records import DomainDnsSpec
 
 # Provider types of mailctl.yaml that have a profile of the same name.
 PROVIDER_PROFILES = {"dms": "dms", "migadu": "migadu", "mailcow": "mailcow", "mailu": "mailu",
                      "stalwart": "stalwart"}
+
+
+class DnsConfigError(ValueError):
+    """The config cannot give a DNS spec for a domain (not declared, not a domain name).
+
+    A user's mistake, so front ends show the message as one line: the CLI maps
+    it to exit 1, the console to a form error.
+    """
 
 
 class _Model(BaseModel):
@@ -82,3 +91,19 @@ def spec_from_settings(domain: str, provider_type: str | None,
         ttl=s.ttl,
         profile_dirs=tuple(s.profile_dirs),
     )
+
+
+def spec_from_config(config: Config, domain: str) -> DomainDnsSpec:
+    """The spec for `domain` from a loaded mailctl.yaml: its provider type and `dns:` block."""
+    from mailctl.model import AddressError, normalise_domain
+
+    try:
+        name = normalise_domain(domain)
+    except AddressError as exc:
+        raise DnsConfigError(str(exc)) from None
+    if name not in config.desired.domains:
+        raise DnsConfigError(f"{name} is not declared in {config.path}; declare it or pass "
+                             "--profile")
+    block = config.file.domains[config.desired.raw_domain[name]]
+    ptype = config.providers[block.provider].type_name
+    return spec_from_settings(name, ptype, block.dns)
