@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from mailctl.cli import dns_publish
 from mailctl.cli.common import err, fail
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(no_args_is_help=True, help="The records a mail domain needs, checked live.")
 dkim_app = typer.Typer(no_args_is_help=True, help="DKIM keys for self-hosted domains.")
+dns_publish.register(app)  # dns plan, dns apply
 
 
 

@@ -1,0 +1,486 @@
+"""Publish a domain's mail records at its DNS host: plan, then apply exactly that plan.
+
+A thin step over octoDNS, not a second diff engine: the expected records become
+an octoDNS `Zone`, the host's own provider class reads the live zone and diffs
+it, and `scope.MailScope` limits the diff to mail records. What lives here is
+what every front end must get (STYLE 2.3): the safety limits, the delete
+confirmation and the checksum are checked in `apply_plan`, so the console and
+queued jobs cannot skip them by not being the CLI.
+
+`make_plan` never writes. `apply_plan` checks everything before the first
+write, applies zone by zone, re-reads each applied zone (a server may answer
+NOERROR and change nothing), and reports every zone's outcome, so a failure
+half-way is never silent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mailctl.dns.hosts import HostConfigError, HostError, PublishError, Refused, references
+from mailctl.dns.records import DomainDnsSpec, Record, expected_records, known_records
+from mailctl.dns.settings import DnsConfigError, spec_from_config
+
+if TYPE_CHECKING:
+    from mailctl.config.load import Config
+    from mailctl.dns.settings import DnsHost
+
+__all__ = ["Change", "DnsPlan", "PublishError", "Refused", "ZoneOutcome", "ZonePlan",
+           "apply_plan", "make_plan"]
+
+log = logging.getLogger(__name__)
+PLAN_VERSION = 1
+_MAIL_KINDS = ("v=spf1", "v=dmarc1", "v=stsv1", "v=tlsrptv1", "v=dkim1")
+
+
+@dataclass
+class Target:
+    """One zone at one DNS host and the declared domains whose records live in it."""
+
+    host_name: str
+    host: DnsHost
+    zone: str
+    specs: list[DomainDnsSpec]
+
+
+def _zone_for(domain: str, zones: dict[str, str]) -> tuple[str, str] | None:
+    best: tuple[str, str] | None = None
+    for zone, host in zones.items():
+        z = zone.lower().rstrip(".")
+        if (domain == z or domain.endswith("." + z)) and (best is None or len(z) > len(best[0])):
+            best = (z, host)
+    return best
+
+
+def targets_from_config(config: Config, domains: Sequence[str] = (),
+                        ttl: int | None = None) -> tuple[list[Target], list[str]]:
+    """Zones to publish, grouped by (host, zone); and domains skipped for having no host.
+
+    Naming a domain without a host is a mistake (HostConfigError); with no
+    names, every declared domain that has a host is published.
+    """
+    import dataclasses
+
+    settings = config.file.dns
+    hosts = settings.hosts if settings else {}
+    zones = settings.zones if settings else {}
+    names = list(domains) or sorted(config.desired.domains)
+    grouped: dict[tuple[str, str], Target] = {}
+    skipped: list[str] = []
+    for name in names:
+        try:
+            spec = spec_from_config(config, name)
+        except DnsConfigError as exc:
+            raise HostConfigError(str(exc)) from None
+        if ttl is not None:
+            spec = dataclasses.replace(spec, ttl=ttl)
+        block = config.file.domains[config.desired.raw_domain[spec.domain]].dns
+        match = _zone_for(spec.domain, zones)
+        host_name = (block.host if block else None) or (match[1] if match else None)
+        where = f"domains.{config.desired.raw_domain[spec.domain]}.dns"
+        if host_name is None:
+            if domains:
+                raise HostConfigError(f"{spec.domain} has no DNS host: set {where}.host, or list "
+                                      "its zone under the top-level dns.zones")
+            skipped.append(spec.domain)
+            continue
+        if host_name not in hosts:
+            known = ", ".join(sorted(hosts)) or "none declared under dns.hosts"
+            raise HostConfigError(f"{spec.domain}: unknown DNS host {host_name!r} (known: {known})")
+        zone = ((block.zone if block else None) or (match[0] if match else spec.domain))
+        zone = zone.lower().rstrip(".")
+        if spec.domain != zone and not spec.domain.endswith("." + zone):
+            raise HostConfigError(f"{spec.domain} is not inside zone {zone} ({where}.zone)")
+        target = grouped.setdefault((host_name, zone),
+                                    Target(host_name, hosts[host_name], zone, []))
+        target.specs.append(spec)
+    return [grouped[k] for k in sorted(grouped)], skipped
+
+
+@dataclass
+class Change:
+    action: str  # create | update | delete
+    name: str  # fully qualified, no trailing dot
+    rtype: str
+    old: list[str] = field(default_factory=list)
+    new: list[str] = field(default_factory=list)
+    old_ttl: int | None = None
+    new_ttl: int | None = None
+    kept: list[str] = field(default_factory=list)  # foreign values of a shared set, unchanged
+    why: str = ""
+    removes: list[str] = field(default_factory=list)  # mail values removed and not replaced
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "name": self.name, "type": self.rtype, "old": self.old,
+                "new": self.new, "old_ttl": self.old_ttl, "new_ttl": self.new_ttl,
+                "kept": self.kept, "why": self.why, "removes": self.removes}
+
+
+@dataclass
+class ZonePlan:
+    zone: str
+    host: str
+    host_class: str
+    domains: list[str]
+    changes: list[Change] = field(default_factory=list)
+    unpublished: list[str] = field(default_factory=list)  # records without a known value
+    foreign: int = 0  # records left alone
+    managed: int = 0  # mail records found at the host
+    limits: tuple[float, float, int] = (0.3, 0.3, 10)
+    _octo: Any = field(default=None, repr=False)
+    _provider: Any = field(default=None, repr=False)
+    _desired: Any = field(default=None, repr=False)
+    _scope: Callable[[], Any] | None = field(default=None, repr=False)
+
+    @property
+    def deletes(self) -> list[Change]:
+        return [c for c in self.changes if c.removes]
+
+    def counts(self) -> dict[str, int]:
+        out = {"create": 0, "update": 0, "delete": 0}
+        for c in self.changes:
+            out[c.action] += 1
+        return out
+
+    def safety_problem(self) -> str | None:
+        """Why octoDNS's limits refuse this plan, or None (shares of the managed records)."""
+        max_update, max_delete, min_existing = self.limits
+        if self.managed < min_existing or not self.managed:
+            return None
+        counts = self.counts()
+        for action, limit in (("update", max_update), ("delete", max_delete)):
+            share = counts[action] / self.managed
+            if share > limit:
+                return (f"{self.zone} at DNS host {self.host!r}: {counts[action]} {action}s of "
+                        f"{self.managed} mail records ({share:.0%}) exceed the limit of "
+                        f"{limit:.0%}; review the plan, then pass --force")
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"zone": self.zone, "host": self.host, "host_class": self.host_class,
+                "domains": self.domains, "counts": self.counts(),
+                "changes": [c.as_dict() for c in self.changes],
+                "unpublished": self.unpublished, "foreign_records_untouched": self.foreign,
+                "managed_records": self.managed}
+
+
+@dataclass
+class DnsPlan:
+    zones: list[ZonePlan]
+    skipped: list[str] = field(default_factory=list)  # declared domains without a DNS host
+
+    @property
+    def has_changes(self) -> bool:
+        return any(z.changes for z in self.zones)
+
+    @property
+    def checksum(self) -> str:
+        """sha256 of what the user reviews: `apply --checksum` refuses any other plan."""
+        body = json.dumps([z.as_dict() for z in self.zones], sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"version": PLAN_VERSION, "checksum": self.checksum,
+                "has_changes": self.has_changes, "skipped": self.skipped,
+                "zones": [z.as_dict() for z in self.zones]}
+
+
+# -- building the desired zone ------------------------------------------------------------
+
+
+def _published(spec: DomainDnsSpec) -> tuple[list[Record], list[str]]:
+    """Records to publish, and notes on those that cannot be (value unknown)."""
+    relays = set(spec.relays)
+    out: list[Record] = []
+    notes: list[str] = []
+    for rec in expected_records(spec):
+        if rec.optional and rec.source in relays and rec.purpose in ("dkim", "verification"):
+            continue  # a relay's own records, not declared: suggestions only
+        if rec.value is None:
+            if rec.purpose == "mta-sts" and rec.rtype == "A":
+                notes.append(f"{rec.name} {rec.rtype}: the MTA-STS policy host is served by "
+                             "your web host, not published by mailctl")
+            else:
+                notes.append(f"{rec.name} {rec.rtype} ({rec.purpose}, {rec.source}): value "
+                             "unknown; give the profile's parameters under dns.params or "
+                             "dns.relay_params")
+            continue
+        out.append(rec)
+    return out, notes
+
+
+def _octo_value(rec: Record) -> Any:
+    from mailctl.dns.scope import escape
+
+    assert rec.value is not None
+    if rec.rtype == "MX":
+        pref, host = rec.value.split()
+        return {"preference": int(pref), "exchange": host}
+    if rec.rtype == "SRV":
+        prio, weight, port, target = rec.value.split()
+        return {"priority": int(prio), "weight": int(weight), "port": int(port), "target": target}
+    if rec.rtype == "TXT":
+        return escape(rec.value)
+    return rec.value
+
+
+def _relative(name: str, zone: str) -> str:
+    return "" if name == zone else name.removesuffix("." + zone)
+
+
+def desired_zone(target: Target) -> tuple[Any, dict[tuple[str, str], list[str]], list[str]]:
+    """The octoDNS Zone of every record the target's domains publish; purposes; notes."""
+    from octodns.record import Record as OctoRecord
+    from octodns.record.exception import ValidationError
+    from octodns.zone import Zone
+
+    zone = Zone(f"{target.zone}.", [])
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    purposes: dict[tuple[str, str], list[str]] = {}
+    notes: list[str] = []
+    for spec in target.specs:
+        records, more = _published(spec)
+        notes += more
+        for rec in records:
+            key = (_relative(rec.name, target.zone), rec.rtype)
+            group = groups.setdefault(key, {"ttl": rec.ttl, "type": rec.rtype, "values": []})
+            group["ttl"] = min(group["ttl"], rec.ttl)
+            value = _octo_value(rec)
+            if value not in group["values"]:
+                group["values"].append(value)
+            label = f"{rec.purpose} ({rec.source})" if rec.source else rec.purpose
+            if label not in purposes.setdefault(key, []):
+                purposes[key].append(label)
+    for (name, rtype), group in sorted(groups.items()):
+        data: dict[str, Any] = {"ttl": group["ttl"], "type": rtype}
+        if rtype == "CNAME":
+            data["value"] = group["values"][0]
+        else:
+            data["values"] = group["values"]
+        try:
+            zone.add_record(OctoRecord.new(zone, name, data))
+        except ValidationError as exc:
+            raise HostConfigError(f"{target.zone}: the record {name or '@'} {rtype} is not "
+                                  f"valid: {exc}") from None
+    return zone, purposes, notes
+
+
+def _txt_prefixes() -> tuple[str, ...]:
+    """Verification TXT prefixes of every known profile (`hosted-email-verify=`, ...)."""
+    from mailctl.dns.profiles import all_profiles
+
+    out = []
+    for kind in ("providers", "relays"):
+        for profile in all_profiles(kind).values():
+            for extra in profile.records:
+                if extra.rtype == "TXT":
+                    head = extra.value.split("{", 1)[0]
+                    if head and head not in out:
+                        out.append(head)
+    return tuple(out)
+
+
+def _kind(value: str) -> str:
+    lower = value.lower()
+    for kind in _MAIL_KINDS:
+        if lower.startswith(kind):
+            return kind
+    return lower.split("=", 1)[0].split(":", 1)[0]
+
+
+def _changes(octo: Any, zone: str, purposes: dict[tuple[str, str], list[str]],
+             notes: Any) -> list[Change]:
+    from mailctl.dns.scope import record_values
+
+    out = []
+    for c in octo.changes:
+        action = type(c).__name__.lower()
+        old, new = getattr(c, "existing", None), getattr(c, "new", None)
+        rec: Any = new or old
+        key = (rec.name, rec._type)
+        name = f"{rec.name}.{zone}" if rec.name else zone
+        kept = notes.kept.get(key, [])
+        old_values = record_values(old) if old is not None else []
+        new_values = record_values(new) if new is not None else []
+        if action == "delete":
+            why = f"published by the {notes.formerly.get(key, '?')} profile, which the config " \
+                  "no longer uses"
+        elif key in notes.formerly and key not in purposes:
+            why = f"the {notes.formerly[key]} profile's values, no longer configured"
+        else:
+            why = ", ".join(purposes.get(key, []))
+        new_kinds = {_kind(v) for v in new_values}
+        removes = [v for v in old_values if v not in kept and v not in new_values
+                   and (action == "delete" or _kind(v) not in new_kinds)]
+        out.append(Change(action, name, rec._type, old_values, new_values,
+                          old.ttl if old is not None else None,
+                          new.ttl if new is not None else None,
+                          kept, why, removes))
+    return out
+
+
+def _failure(target: Target, exc: BaseException) -> HostError:
+    from mailctl.dns.hosts import describe_failure
+    from mailctl.secret import scrub
+
+    domains = ", ".join(s.domain for s in target.specs)
+    return HostError(scrub(f"{domains} (zone {target.zone}) at DNS host {target.host_name!r} "
+                           f"({target.host.provider_class}): {describe_failure(exc)} "
+                           f"[{references(target.host)}]"))
+
+
+def _plan_target(target: Target, provider: Any, prefixes: tuple[str, ...]) -> ZonePlan:
+    from mailctl.dns.scope import MailScope
+
+    desired, purposes, notes = desired_zone(target)
+    known = [r for spec in target.specs for r in known_records(spec)]
+
+    def scope() -> MailScope:
+        return MailScope(target.zone, known, prefixes)
+
+    processor = scope()
+    try:
+        octo = provider.plan(desired, processors=[processor])
+    except Exception as exc:
+        raise _failure(target, exc) from None
+    zplan = ZonePlan(target.zone, target.host_name, target.host.provider_class,
+                     [s.domain for s in target.specs], unpublished=notes,
+                     foreign=processor.notes.foreign, managed=processor.notes.managed_existing,
+                     limits=(target.host.max_update_share, target.host.max_delete_share,
+                             target.host.min_existing),
+                     _octo=octo, _provider=provider, _desired=desired, _scope=scope)
+    if octo is not None:
+        if not octo.exists:
+            raise HostError(f"zone {target.zone} does not exist at DNS host "
+                            f"{target.host_name!r}; create it there first (mailctl publishes "
+                            "records, it does not create zones)")
+        zplan.changes = _changes(octo, target.zone, purposes, processor.notes)
+    return zplan
+
+
+_quiet_done = False
+
+
+def _quiet_octodns() -> None:
+    """octoDNS logs every plan at INFO and warns about validators; the plan is ours to show."""
+    global _quiet_done
+    if _quiet_done:
+        return
+    from octodns.record import Record as OctoRecord
+
+    OctoRecord.enable_validators(("legacy",))
+    for name in ("Plan", "octodns", "Rfc2136Provider", "AxfrPopulate", "Record"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    _quiet_done = True
+
+
+def make_plan(config: Config, domains: Sequence[str] = (), *, ttl: int | None = None,
+              jobs: int = 8) -> DnsPlan:
+    """What publishing would change at each DNS host; reads only.
+
+    Raises HostConfigError (the `dns:` block is wrong) or HostError (a host
+    could not be read: one line naming the domain, host and credential reference).
+    """
+    from mailctl.dns.hosts import open_host
+
+    _quiet_octodns()
+    targets, skipped = targets_from_config(config, domains, ttl)
+    providers: dict[str, Any] = {}
+    for target in targets:
+        if target.host_name not in providers:
+            providers[target.host_name] = open_host(target.host_name, target.host,
+                                                    config.resolver)
+    prefixes = _txt_prefixes()
+    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(targets) or 1))) as pool:
+        zones = list(pool.map(lambda t: _plan_target(t, providers[t.host_name], prefixes),
+                              targets))
+    return DnsPlan(zones, skipped)
+
+
+# -- applying -----------------------------------------------------------------------------
+
+
+@dataclass
+class ZoneOutcome:
+    zone: str
+    host: str
+    applied: bool
+    changes: int
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"zone": self.zone, "host": self.host, "applied": self.applied,
+                "changes": self.changes, "error": self.error}
+
+
+def check_plan(plan: DnsPlan, *, force: bool = False, confirm_deletes: bool = False,
+               checksum: str | None = None) -> None:
+    """Raise Refused unless `plan` may be applied as it is; writes nothing."""
+    if checksum is not None and checksum.lower() != plan.checksum:
+        raise Refused(f"the plan is not the one reviewed (checksum {checksum[:12]}…, now "
+                      f"{plan.checksum[:12]}…): the DNS host or the config changed; review "
+                      "the new plan")
+    if not force:
+        for zone in plan.zones:
+            problem = zone.safety_problem()
+            if problem:
+                raise Refused(problem)
+    deletes = [c for z in plan.zones for c in z.deletes]
+    if deletes and not confirm_deletes:
+        names = ", ".join(f"{c.name} {c.rtype}" for c in deletes[:5])
+        more = f" and {len(deletes) - 5} more" if len(deletes) > 5 else ""
+        raise Refused(f"{len(deletes)} deletion(s) need confirmation ({names}{more}): "
+                      "review them, then confirm (--yes)")
+
+
+def apply_plan(plan: DnsPlan, *, force: bool = False, confirm_deletes: bool = False,
+               checksum: str | None = None) -> list[ZoneOutcome]:
+    """Apply exactly `plan`, zone by zone, after every check passed.
+
+    Every zone with changes gets an outcome: applied and verified by re-reading
+    it, or failed with the host's answer. Zones are independent, so a failure in
+    one does not stop the others, and none goes unreported.
+    """
+    check_plan(plan, force=force, confirm_deletes=confirm_deletes, checksum=checksum)
+    outcomes: list[ZoneOutcome] = []
+    for zone in plan.zones:
+        if not zone.changes:
+            continue
+        target_desc = f"{', '.join(zone.domains)} (zone {zone.zone}) at DNS host {zone.host!r}"
+        try:
+            zone._provider.apply(zone._octo)
+        except Exception as exc:
+            from mailctl.dns.hosts import describe_failure
+            from mailctl.secret import scrub
+
+            outcomes.append(ZoneOutcome(zone.zone, zone.host, False, len(zone.changes),
+                                        scrub(f"{target_desc}: {describe_failure(exc)}")))
+            continue
+        assert zone._scope is not None
+        try:
+            again = zone._provider.plan(zone._desired, processors=[zone._scope()])
+        except Exception as exc:
+            from mailctl.dns.hosts import describe_failure
+
+            outcomes.append(ZoneOutcome(zone.zone, zone.host, False, len(zone.changes),
+                                        f"{target_desc}: applied, but could not be re-read "
+                                        f"to verify: {describe_failure(exc)}"))
+            continue
+        left = [] if again is None else again.changes
+        error = None
+        if left:
+            error = (f"{target_desc}: the host accepted the update but {len(left)} change(s) "
+                     "did not take effect (" + ", ".join(
+                         f"{c.record.name or '@'} {c.record._type}" for c in left[:5])
+                     + "); a CNAME beside other data is a common cause")
+        outcomes.append(ZoneOutcome(zone.zone, zone.host, not left, len(zone.changes), error))
+    return outcomes
+
+
+__all__ += ["HostConfigError", "HostError", "check_plan"]
