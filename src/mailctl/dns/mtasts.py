@@ -63,15 +63,18 @@ async def fetch_policy(client: DnsClient, domain: str, https: HttpsOptions) -> F
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(address, https.port, ssl=ctx, server_hostname=host),
             https.timeout)
-    except (OSError, TimeoutError, ssl.SSLError) as exc:
+    except ssl.SSLCertVerificationError as exc:  # senders would refuse it too: wrong
         return Fetched(error=f"https://{host}/ ({address}): {exc}")
+    except (OSError, TimeoutError, ssl.SSLError) as exc:  # could not tell: not the policy's fault
+        return Fetched(error=f"https://{host}/ ({address}): {exc or type(exc).__name__}",
+                       unknown=True)
     try:
         writer.write((f"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: {host}\r\n"
                       "User-Agent: mailctl\r\nConnection: close\r\n\r\n").encode())
         await writer.drain()
         raw = await asyncio.wait_for(reader.read(MAX_BODY + 8192), https.timeout)
     except (OSError, TimeoutError, ssl.SSLError) as exc:
-        return Fetched(error=f"https://{host}/: {exc}")
+        return Fetched(error=f"https://{host}/: {exc or type(exc).__name__}", unknown=True)
     finally:
         writer.close()
     head, _, body = raw.partition(b"\r\n\r\n")
@@ -124,11 +127,15 @@ async def check_mta_sts(ctx: Context, live_mx: list[str] | None) -> None:
     fetched = await fetch_policy(ctx.client, ctx.domain, ctx.https)
     url = f"https://mta-sts.{ctx.domain}/.well-known/mta-sts.txt"
     if fetched.error:
-        ctx.add("mta_sts.fetch_unknown" if fetched.unknown else "mta_sts.fetch_failed",
-                S.UNKNOWN if fetched.unknown else S.ERROR, url,
-                f"policy could not be fetched: {fetched.error}",
-                fix="serve the policy over HTTPS with a certificate valid for mta-sts."
-                f"{ctx.domain}")
+        if fetched.unknown:
+            ctx.add("mta_sts.fetch_unknown", S.UNKNOWN, url, "could not tell whether the policy "
+                    f"is right: it could not be fetched ({fetched.error})",
+                    fix="retry later; if it persists, check that the policy host is up")
+        else:
+            ctx.add("mta_sts.fetch_failed", S.ERROR, url,
+                    f"policy could not be fetched: {fetched.error}",
+                    fix="serve the policy over HTTPS with a certificate valid for mta-sts."
+                    f"{ctx.domain}")
         return
     if fetched.status != 200:
         redirect = 300 <= fetched.status < 400
