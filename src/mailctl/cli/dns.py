@@ -40,7 +40,8 @@ SelectorOpt = Annotated[list[str] | None, typer.Option(
 MxOpt = Annotated[list[str] | None, typer.Option(
     "--mx-host", help="self-hosted: MX host name, repeatable [default: mail.DOMAIN]")]
 ParamOpt = Annotated[list[str] | None, typer.Option(
-    "--param", help="profile parameter KEY=VALUE, repeatable (e.g. verify=CODE)")]
+    "--param", help="profile parameter KEY=VALUE, repeatable (e.g. verify=CODE); a relay's "
+    "own as RELAY.KEY=VALUE (e.g. brevo.verify=CODE)")]
 MtaStsOpt = Annotated[str | None, typer.Option(
     "--mta-sts", help="MTA-STS mode the domain should publish (enforce|testing|none)")]
 ProfileDirOpt = Annotated[list[Path] | None, typer.Option(
@@ -60,11 +61,16 @@ def spec_from_options(domain: str, profile: str | None = None, relays: list[str]
     except AddressError as exc:
         fail(str(exc))
     params: dict[str, str] = {}
+    relay_params: dict[str, dict[str, str]] = {}
     for item in extra.pop("params", None) or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             fail(f"--param {item!r} must be KEY=VALUE")
-        params[key] = value
+        relay, dot, name = key.partition(".")
+        if dot:
+            relay_params.setdefault(relay, {})[name] = value
+        else:
+            params[key] = value
     mode = extra.pop("mta_sts", None)
     if mode is not None and mode not in ("enforce", "testing", "none"):
         fail(f"--mta-sts {mode!r} must be enforce, testing or none")
@@ -74,6 +80,7 @@ def spec_from_options(domain: str, profile: str | None = None, relays: list[str]
         relays=tuple(relays or ()),
         dkim_selectors=tuple(selectors or ()),
         params=params,
+        relay_params=relay_params,
         mx_hosts=tuple(h.lower().rstrip(".") for h in extra.pop("mx_hosts", None) or ()),
         mta_sts_mode=mode,
         profile_dirs=tuple(extra.pop("profile_dirs", None) or ()),
