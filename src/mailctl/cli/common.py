@@ -38,13 +38,16 @@ def fail(message: str, code: int = FAILED) -> NoReturn:
     raise typer.Exit(code)
 
 
-def load(path: Path | None, as_json: bool = False) -> Config:
-    """Load the config or exit 1 with every problem listed (file:line:col: ...)."""
+def load(path: Path | None, as_json: bool = False, *, secrets: bool = True) -> Config:
+    """Load the config or exit 1 with every problem listed (file:line:col: ...).
+
+    `secrets=False`: the command talks to no provider, so their secret references
+    are not resolved (see `load_config`)."""
     from mailctl.config.errors import ConfigError
     from mailctl.config.load import load_config
 
     try:
-        return load_config(path)
+        return load_config(path, secrets=secrets)
     except ConfigError as exc:
         if as_json:
             import json

@@ -107,7 +107,7 @@ def spec_from_config(domain: str, config_path: Path) -> DomainDnsSpec:
     from mailctl.dns.settings import spec_from_config as from_config
 
     try:
-        return from_config(load(config_path), domain)
+        return from_config(load(config_path, secrets=False), domain)
     except DnsConfigError as exc:
         fail(str(exc))
 

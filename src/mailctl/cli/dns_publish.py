@@ -44,7 +44,7 @@ def _config(path: Path | None) -> Config:
 
     if path is not None and not path.is_file():
         fail(f"--file {path}: no such file (expected an existing mailctl.yaml)", USAGE)
-    return load(path)
+    return load(path, secrets=False)  # the DNS host's own credentials are resolved later
 
 
 def _publish_failure(exc: Exception) -> NoReturn:

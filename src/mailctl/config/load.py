@@ -46,12 +46,18 @@ class Config:
     _live: dict[str, Provider] = field(default_factory=dict)
 
     @property
+    def secrets_resolved(self) -> bool:
+        return not self.resolver.deferred
+
+    @property
     def base_dir(self) -> Path:
         return self.path.parent
 
     def provider(self, name: str) -> Provider:
         """The provider instance (created once per run)."""
         if name not in self._live:
+            if self.resolver.deferred:
+                raise RuntimeError("config loaded with secrets=False cannot open providers")
             inst = self.providers[name]
             self._live[name] = inst.cls(name, inst.settings, self.base_dir)
         return self._live[name]
@@ -64,7 +70,10 @@ class Config:
             p.close()
 
 
-def load_config(path: Path | None = None) -> Config:
+def load_config(path: Path | None = None, *, secrets: bool = True) -> Config:
+    """The validated config; `secrets=False` for commands that talk to no provider:
+    secret references are checked for syntax but not resolved, so a variable that is
+    not set (an admin credential a monitor must not hold) is not an error."""
     path = path or default_path()
     name = str(path)
     try:
@@ -95,7 +104,7 @@ def load_config(path: Path | None = None) -> Config:
         col.raise_if_any()
         raise  # pragma: no cover - raise_if_any always raises here
 
-    resolver = Resolver(path.parent.resolve())
+    resolver = Resolver(path.parent.resolve(), deferred=not secrets)
     providers: dict[str, ProviderInstance] = {}
     classes: dict[str, type[Provider]] = {}
     for pname, pc in cfg.providers.items():

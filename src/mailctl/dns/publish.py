@@ -387,15 +387,16 @@ def make_plan(config: Config, domains: Sequence[str] = (), *, ttl: int | None = 
     Raises HostConfigError (the `dns:` block is wrong) or HostError (a host
     could not be read: one line naming the domain, host and credential reference).
     """
+    from mailctl.config.refs import Resolver
     from mailctl.dns.hosts import open_host
 
     _quiet_octodns()
+    resolver = Resolver(config.base_dir.resolve())  # only the DNS hosts' credentials
     targets, skipped = targets_from_config(config, domains, ttl)
     providers: dict[str, Any] = {}
     for target in targets:
         if target.host_name not in providers:
-            providers[target.host_name] = open_host(target.host_name, target.host,
-                                                    config.resolver)
+            providers[target.host_name] = open_host(target.host_name, target.host, resolver)
     prefixes = _txt_prefixes()
     with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(targets) or 1))) as pool:
         zones = list(pool.map(lambda t: _plan_target(t, providers[t.host_name], prefixes),
