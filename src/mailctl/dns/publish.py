@@ -398,10 +398,14 @@ def make_plan(config: Config, domains: Sequence[str] = (), *, ttl: int | None = 
         if target.host_name not in providers:
             providers[target.host_name] = open_host(target.host_name, target.host, resolver)
     prefixes = _txt_prefixes()
-    with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(targets) or 1))) as pool:
-        zones = list(pool.map(lambda t: _plan_target(t, providers[t.host_name], prefixes),
-                              targets))
-    return DnsPlan(zones, skipped)
+
+    def one(target: Target) -> ZonePlan:
+        return _plan_target(target, providers[target.host_name], prefixes)
+
+    if jobs <= 1 or len(targets) <= 1:
+        return DnsPlan([one(t) for t in targets], skipped)
+    with ThreadPoolExecutor(max_workers=min(jobs, len(targets))) as pool:
+        return DnsPlan(list(pool.map(one, targets)), skipped)
 
 
 # -- applying -----------------------------------------------------------------------------
@@ -441,47 +445,46 @@ def check_plan(plan: DnsPlan, *, force: bool = False, confirm_deletes: bool = Fa
 
 
 def apply_plan(plan: DnsPlan, *, force: bool = False, confirm_deletes: bool = False,
-               checksum: str | None = None) -> list[ZoneOutcome]:
-    """Apply exactly `plan`, zone by zone, after every check passed.
+               checksum: str | None = None, jobs: int = 8) -> list[ZoneOutcome]:
+    """Apply exactly `plan`, zone by zone (`jobs` at a time), after every check passed.
 
     Every zone with changes gets an outcome: applied and verified by re-reading
     it, or failed with the host's answer. Zones are independent, so a failure in
     one does not stop the others, and none goes unreported.
     """
     check_plan(plan, force=force, confirm_deletes=confirm_deletes, checksum=checksum)
-    outcomes: list[ZoneOutcome] = []
-    for zone in plan.zones:
-        if not zone.changes:
-            continue
-        target_desc = f"{', '.join(zone.domains)} (zone {zone.zone}) at DNS host {zone.host!r}"
-        try:
-            zone._provider.apply(zone._octo)
-        except Exception as exc:
-            from mailctl.dns.hosts import describe_failure
-            from mailctl.secret import scrub
+    todo = [z for z in plan.zones if z.changes]
+    if jobs <= 1 or len(todo) <= 1:
+        return [_apply_zone(z) for z in todo]
+    with ThreadPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
+        return list(pool.map(_apply_zone, todo))
 
-            outcomes.append(ZoneOutcome(zone.zone, zone.host, False, len(zone.changes),
-                                        scrub(f"{target_desc}: {describe_failure(exc)}")))
-            continue
-        assert zone._scope is not None
-        try:
-            again = zone._provider.plan(zone._desired, processors=[zone._scope()])
-        except Exception as exc:
-            from mailctl.dns.hosts import describe_failure
 
-            outcomes.append(ZoneOutcome(zone.zone, zone.host, False, len(zone.changes),
-                                        f"{target_desc}: applied, but could not be re-read "
-                                        f"to verify: {describe_failure(exc)}"))
-            continue
-        left = [] if again is None else again.changes
-        error = None
-        if left:
-            error = (f"{target_desc}: the host accepted the update but {len(left)} change(s) "
-                     "did not take effect (" + ", ".join(
-                         f"{c.record.name or '@'} {c.record._type}" for c in left[:5])
-                     + "); a CNAME beside other data is a common cause")
-        outcomes.append(ZoneOutcome(zone.zone, zone.host, not left, len(zone.changes), error))
-    return outcomes
+def _apply_zone(zone: ZonePlan) -> ZoneOutcome:
+    from mailctl.dns.hosts import describe_failure
+    from mailctl.secret import scrub
+
+    target_desc = f"{', '.join(zone.domains)} (zone {zone.zone}) at DNS host {zone.host!r}"
+    try:
+        zone._provider.apply(zone._octo)
+    except Exception as exc:
+        return ZoneOutcome(zone.zone, zone.host, False, len(zone.changes),
+                           scrub(f"{target_desc}: {describe_failure(exc)}"))
+    assert zone._scope is not None
+    try:
+        again = zone._provider.plan(zone._desired, processors=[zone._scope()])
+    except Exception as exc:
+        return ZoneOutcome(zone.zone, zone.host, False, len(zone.changes),
+                           scrub(f"{target_desc}: applied, but could not be re-read to "
+                                 f"verify: {describe_failure(exc)}"))
+    left = [] if again is None else again.changes
+    error = None
+    if left:
+        error = (f"{target_desc}: the host accepted the update but {len(left)} change(s) "
+                 "did not take effect (" + ", ".join(
+                     f"{c.record.name or '@'} {c.record._type}" for c in left[:5])
+                 + "); a CNAME beside other data is a common cause")
+    return ZoneOutcome(zone.zone, zone.host, not left, len(zone.changes), error)
 
 
 __all__ += ["HostConfigError", "HostError", "check_plan"]
