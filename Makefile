@@ -8,7 +8,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := postfix dovecot-imapd dovecot-lmtpd swaks openssl ca-certificates \
-                knot knot-dnsutils unbound prometheus postgresql zbar-tools librsvg2-bin
+                knot knot-dnsutils unbound prometheus postgresql zbar-tools librsvg2-bin \
+                libsasl2-modules
 BENCH_APT := isync offlineimap
 EXAMPLE := examples/mailctl.yaml
 

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from mailctl.dns.publish import Change, DnsPlan, ZonePlan
+    from mailctl.dns.serverrelay import RelayChange
 
 _SIGN = {"create": "+", "update": "~", "delete": "-"}
 _STYLE = {"create": "green", "update": "yellow", "delete": "red"}
@@ -70,11 +71,27 @@ def plan_table(plan: DnsPlan, console: Console) -> None:
             console.print(f"  [dim]not published:[/] {note}")
     for domain in plan.skipped:
         console.print(f"[dim]{domain}: no DNS host configured (dns.host), not published[/]")
+    if plan.server:
+        console.print("[bold]mail server's outbound relay (docker-mailserver relay files)[/]")
+        for rc in plan.server:
+            console.print(f"  ~ {_relay_line(rc)}")
+    for note in plan.notes:
+        console.print(f"  [dim]{note}[/]")
     if plan.has_changes:
         console.print(f"plan checksum {plan.checksum}  (dns apply --checksum applies exactly "
                       "this plan)")
     else:
         console.print("No changes: the DNS hosts already publish what the config says.")
+
+
+def _relay_line(c: RelayChange) -> str:
+    creds = {"set": "credentials set", "changed": "credentials changed",
+             "removed": "credentials removed", "unchanged": "credentials unchanged",
+             "none": "no credentials"}[c.credentials]
+    ref = f" from {c.password_ref}" if c.password_ref and c.credentials in ("set", "changed") \
+        else ""
+    return (f"{c.domain}: relay {c.old or 'none'} → {c.new or 'none'} ({c.relay or 'no relay'}"
+            f"; {creds}{ref}) in {c.directory}")
 
 
 def plan_markdown(plan: DnsPlan) -> str:
@@ -97,5 +114,10 @@ def plan_markdown(plan: DnsPlan) -> str:
         if zone.unpublished:
             out.append("")
     out += [f"- {d}: no DNS host configured, not published" for d in plan.skipped]
+    if plan.server:
+        out += ["", "### Mail server's outbound relay", ""]
+        out += [f"- {_relay_line(c)}" for c in plan.server]
+        out.append("")
+    out += [f"- {n}" for n in plan.notes]
     out.append(f"Checksum: `{plan.checksum}`" if plan.has_changes else "No changes.")
     return "\n".join(out) + "\n"

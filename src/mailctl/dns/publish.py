@@ -29,6 +29,7 @@ from mailctl.dns.settings import DnsConfigError, spec_from_config
 
 if TYPE_CHECKING:
     from mailctl.config.load import Config
+    from mailctl.dns.serverrelay import RelayChange
     from mailctl.dns.settings import DnsHost
 
 __all__ = ["Change", "DnsPlan", "PublishError", "Refused", "ZoneOutcome", "ZonePlan",
@@ -174,21 +175,25 @@ class ZonePlan:
 class DnsPlan:
     zones: list[ZonePlan]
     skipped: list[str] = field(default_factory=list)  # declared domains without a DNS host
+    server: list[RelayChange] = field(default_factory=list)  # the mail server's relay files
+    notes: list[str] = field(default_factory=list)
 
     @property
     def has_changes(self) -> bool:
-        return any(z.changes for z in self.zones)
+        return any(z.changes for z in self.zones) or bool(self.server)
 
     @property
     def checksum(self) -> str:
         """sha256 of what the user reviews: `apply --checksum` refuses any other plan."""
-        body = json.dumps([z.as_dict() for z in self.zones], sort_keys=True)
+        body = json.dumps([[z.as_dict() for z in self.zones],
+                           [c.as_dict() for c in self.server]], sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()
 
     def as_dict(self) -> dict[str, Any]:
         return {"version": PLAN_VERSION, "checksum": self.checksum,
                 "has_changes": self.has_changes, "skipped": self.skipped,
-                "zones": [z.as_dict() for z in self.zones]}
+                "zones": [z.as_dict() for z in self.zones],
+                "server_relay": [c.as_dict() for c in self.server], "notes": self.notes}
 
 
 # -- building the desired zone ------------------------------------------------------------
@@ -389,10 +394,13 @@ def make_plan(config: Config, domains: Sequence[str] = (), *, ttl: int | None = 
     """
     from mailctl.config.refs import Resolver
     from mailctl.dns.hosts import open_host
+    from mailctl.dns.serverrelay import plan_server_relays
 
     _quiet_octodns()
     resolver = Resolver(config.base_dir.resolve())  # only the DNS hosts' credentials
     targets, skipped = targets_from_config(config, domains, ttl)
+    names = [s.domain for t in targets for s in t.specs] + skipped
+    server, notes = plan_server_relays(config, sorted(names), resolver)
     providers: dict[str, Any] = {}
     for target in targets:
         if target.host_name not in providers:
@@ -403,9 +411,9 @@ def make_plan(config: Config, domains: Sequence[str] = (), *, ttl: int | None = 
         return _plan_target(target, providers[target.host_name], prefixes)
 
     if jobs <= 1 or len(targets) <= 1:
-        return DnsPlan([one(t) for t in targets], skipped)
+        return DnsPlan([one(t) for t in targets], skipped, server, notes)
     with ThreadPoolExecutor(max_workers=min(jobs, len(targets))) as pool:
-        return DnsPlan(list(pool.map(one, targets)), skipped)
+        return DnsPlan(list(pool.map(one, targets)), skipped, server, notes)
 
 
 # -- applying -----------------------------------------------------------------------------
@@ -452,12 +460,27 @@ def apply_plan(plan: DnsPlan, *, force: bool = False, confirm_deletes: bool = Fa
     it, or failed with the host's answer. Zones are independent, so a failure in
     one does not stop the others, and none goes unreported.
     """
+    from mailctl.dns.serverrelay import apply_server_relays
+
     check_plan(plan, force=force, confirm_deletes=confirm_deletes, checksum=checksum)
     todo = [z for z in plan.zones if z.changes]
     if jobs <= 1 or len(todo) <= 1:
-        return [_apply_zone(z) for z in todo]
-    with ThreadPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
-        return list(pool.map(_apply_zone, todo))
+        outcomes = [_apply_zone(z) for z in todo]
+    else:
+        with ThreadPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
+            outcomes = list(pool.map(_apply_zone, todo))
+    # The server switches relay only once SPF authorises the new one.
+    failed = {d for z, o in zip(todo, outcomes, strict=True) if not o.applied for d in z.domains}
+    relays = [c for c in plan.server if c.domain not in failed]
+    for change in plan.server:
+        if change.domain in failed:
+            outcomes.append(ZoneOutcome(change.domain, "relay files", False, 1,
+                                        f"{change.domain}: the server's relay was not switched "
+                                        "because its DNS records were not published"))
+    for change, error in apply_server_relays(relays):
+        outcomes.append(ZoneOutcome(change.domain, f"relay files in {change.directory}",
+                                    error is None, 1, error))
+    return outcomes
 
 
 def _apply_zone(zone: ZonePlan) -> ZoneOutcome:

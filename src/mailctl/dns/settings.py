@@ -49,12 +49,24 @@ class MtaStsSettings(_Model):
     max_age: int = Field(default=604800, ge=0, le=31557600)
 
 
+class RelaySmtp(_Model):
+    """How the mail server reaches a relay; host and port default to the relay profile's."""
+
+    host: str | None = Field(None, description="relay host [default: the relay profile's]")
+    port: int | None = Field(None, ge=1, le=65535, description="[default: the profile's, 587]")
+    username: str | None = None
+    password: str | None = Field(None, description="secret reference: ${env:X} or ${file:p}")
+
+
 class DnsSettings(_Model):
     profile: str | None = None  # provider profile; default: derived from the provider type
     relays: list[str] = []
     # Each relay's own parameters (its DKIM key, its verification code): a relay's
     # values are never taken from `params`, which belong to the hosting provider.
     relay_params: dict[str, dict[str, str]] = {}
+    # The mail server's side of `relays` (docker-mailserver's relay files and the
+    # sandbox): one declaration for the server and for SPF/DKIM.
+    relay_smtp: dict[str, RelaySmtp] = {}
     host: str | None = Field(None, description="DNS host (a name under the top-level dns.hosts) "
                              "that `dns plan/apply` publish this domain's records to")
     zone: str | None = Field(None, description="the zone at the DNS host holding this domain "
