@@ -30,17 +30,28 @@ def _ttl(c: Change) -> str:
     return str(c.new_ttl if c.new_ttl is not None else c.old_ttl)
 
 
+SHOWN = 72  # longer values (DKIM keys) are shortened for people; --json has them whole
+
+
+def _short(value: str) -> str:
+    """A DKIM key is 400 characters nobody reviews by eye, and wrapping them made a
+    100-domain table take 21 s to lay out (measured); the start and length identify it."""
+    if len(value) <= SHOWN:
+        return value
+    return f"{value[:SHOWN - 16]}…{value[-8:]} ({len(value)} chars)"
+
+
 def _values(c: Change) -> list[str]:
     """Lines of the value column: removed with -, added with +, unchanged plain."""
     lines = []
     for v in c.old:
         if v not in c.new and v not in c.kept:
-            lines.append(f"- {v}")
+            lines.append(f"- {_short(v)}")
     for v in c.new:
         if v not in c.old and v not in c.kept:
-            lines.append(f"+ {v}")
+            lines.append(f"+ {_short(v)}")
     if c.action == "update" and not lines:
-        lines = [f"  {v}" for v in c.new if v not in c.kept]
+        lines = [f"  {_short(v)}" for v in c.new if v not in c.kept]
     return lines
 
 
@@ -52,18 +63,36 @@ def _summary(zone: ZonePlan) -> str:
             f"{zone.managed} mail record(s) found, {zone.foreign} other record(s) left alone")
 
 
+TABLE_ROWS = 100  # past this, one plain line per value: rich lays a table out at ~10 ms a row
+
+
+def _compact(zone: ZonePlan, out: list[str]) -> None:
+    for c in zone.changes:
+        values = _values(c) or [""]
+        why = c.why + "".join(f"; kept: {_short(k)}" for k in c.kept)
+        out.append(f"  {_SIGN[c.action]} {c.name} {c.rtype} {_ttl(c)}  {values[0]}  # {why}")
+        out += [f"      {v}" for v in values[1:]]
+
+
 def plan_table(plan: DnsPlan, console: Console) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    compact = sum(len(z.changes) for z in plan.zones) > TABLE_ROWS
     for zone in plan.zones:
+        if compact:  # plain text, written as one block
+            lines = [_summary(zone)]
+            _compact(zone, lines)
+            lines += [f"  not published: {n}" for n in zone.unpublished]
+            console.file.write("\n".join(lines) + "\n")
+            continue
         console.print(f"[bold]{_summary(zone)}[/]")
         if zone.changes:
             table = Table(show_lines=True)
             for column in ("", "Name", "Type", "TTL", "Values", "Why / kept as is"):
                 table.add_column(column, overflow="fold")
             for c in zone.changes:
-                why = c.why + "".join(f"\nkept: {k}" for k in c.kept)
+                why = c.why + "".join(f"\nkept: {_short(k)}" for k in c.kept)
                 table.add_row(Text(_SIGN[c.action], style=_STYLE[c.action]), c.name, c.rtype,
                               _ttl(c), "\n".join(_values(c)), why)
             console.print(table)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mailctl.dns.publish import DnsPlan
+    from mailctl.dns.publish import DnsPlan, ZonePlan
 
 
 @dataclass(frozen=True)
@@ -55,14 +55,21 @@ def _norm(rtype: str, text: str) -> str:
     return out.rstrip(".") if rtype in ("CNAME", "MX", "SRV") else out
 
 
+def zone_expectations(zone: ZonePlan) -> list[Expect]:
+    """The record sets a zone's applied changes must produce."""
+    return [Expect(c.name, c.rtype, frozenset(_norm(c.rtype, v) for v in c.new), c.new_ttl)
+            for c in zone.changes]
+
+
 def expectations(plan: DnsPlan) -> dict[str, list[Expect]]:
     """Zone -> the record sets its applied changes must produce."""
-    out: dict[str, list[Expect]] = {}
-    for zone in plan.zones:
-        for c in zone.changes:
-            values = frozenset(_norm(c.rtype, v) for v in c.new)
-            out.setdefault(zone.zone, []).append(Expect(c.name, c.rtype, values, c.new_ttl))
-    return out
+    return {zone.zone: zone_expectations(zone) for zone in plan.zones if zone.changes}
+
+
+def verify_at(address: str, port: int, expects: list[Expect], timeout: float = 5.0) -> bool:
+    """Whether the server at address:port answers every expectation (one round, no retry)."""
+    result = asyncio.run(_server_round(Server("host", address, port, True), expects, timeout))
+    return result.ok
 
 
 async def _answer(server: Server, expect: Expect, timeout: float) -> tuple[bool | None, str]:

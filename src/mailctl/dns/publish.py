@@ -483,6 +483,25 @@ def apply_plan(plan: DnsPlan, *, force: bool = False, confirm_deletes: bool = Fa
     return outcomes
 
 
+def _verified_directly(zone: ZonePlan) -> bool:
+    """For a host that serves the zone itself (RFC 2136): ask it for each changed set.
+
+    A server may answer an update with NOERROR and change nothing, so every apply is
+    checked. Asking for the changed sets costs a fraction of re-reading the zone with
+    octoDNS (AXFR + parse was two thirds of an apply of 100 zones, measured); on any
+    difference the full re-read below says precisely what did not take effect.
+    """
+    from mailctl.dns.propagation import verify_at, zone_expectations
+
+    host, port = getattr(zone._provider, "host", None), getattr(zone._provider, "port", None)
+    if not isinstance(host, str) or not isinstance(port, int):
+        return False
+    try:
+        return verify_at(host, port, zone_expectations(zone))
+    except Exception:  # no verdict: fall back to the re-read
+        return False
+
+
 def _apply_zone(zone: ZonePlan) -> ZoneOutcome:
     from mailctl.dns.hosts import describe_failure
     from mailctl.secret import scrub
@@ -493,6 +512,8 @@ def _apply_zone(zone: ZonePlan) -> ZoneOutcome:
     except Exception as exc:
         return ZoneOutcome(zone.zone, zone.host, False, len(zone.changes),
                            scrub(f"{target_desc}: {describe_failure(exc)}"))
+    if _verified_directly(zone):
+        return ZoneOutcome(zone.zone, zone.host, True, len(zone.changes))
     assert zone._scope is not None
     try:
         again = zone._provider.plan(zone._desired, processors=[zone._scope()])
