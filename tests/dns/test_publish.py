@@ -7,6 +7,7 @@ codes, stderr lines, the plan) and what the DNS server then serves.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -278,3 +279,44 @@ def test_undeclared_domain_and_unknown_host_are_config_errors(tmp_path: Path,
     (tmp_path / "mailctl.yaml").write_text(text)
     r = dns(tmp_path, dns_lab, "plan")
     assert r.code == 1 and "unknown DNS host 'nosuch'" in r.err, r.all
+
+
+def test_clean_zone_cache_never_hides_a_change(tmp_path: Path, relay_world: DnsLab) -> None:
+    """A no-change plan remembers the zone's SOA serial; an edit at the host or in the
+    config is still seen (and the file holds no secret, 0600 in a 0700 directory)."""
+    lab, domain = relay_world, "pub9.test"
+    lab.publish(domain, FOREIGN, updatable=True)
+    config(tmp_path, lab, domain)
+    assert apply(tmp_path, lab).code == 0
+    assert dns(tmp_path, lab, "plan", "--detailed-exitcode").code == 0  # full read, remembered
+    cache = tmp_path / ".mailctl" / "dns-clean-zones.json"
+    assert os.stat(cache).st_mode & 0o777 == 0o600
+    assert os.stat(cache.parent).st_mode & 0o777 == 0o700
+    assert lab.tsig_secret not in cache.read_text()
+    assert dns(tmp_path, lab, "plan", "--detailed-exitcode").code == 0  # from the serial
+    # someone deletes the DKIM key at the host: the serial moves, the plan sees it
+    records = [line for line in _served_zone(lab, domain) if "smtp._domainkey" not in line]
+    lab.publish(domain, "\n".join(records), updatable=True)
+    r = dns(tmp_path, lab, "plan", "--json")
+    changes = json.loads(r.out)["zones"][0]["changes"]
+    assert [(c["action"], c["name"]) for c in changes] == [
+        ("create", f"smtp._domainkey.{domain}")]
+    assert apply(tmp_path, lab).code == 0
+    assert dns(tmp_path, lab, "plan", "--detailed-exitcode").code == 0
+    # a config change under the same serial is seen too
+    config(tmp_path, lab, domain, relays="[]")
+    assert dns(tmp_path, lab, "plan", "--detailed-exitcode").code == 2
+
+
+def _served_zone(lab: DnsLab, zone: str) -> list[str]:
+    """The zone as Knot serves it now (AXFR with the lab's key), SOA and NS left out."""
+    import dns.query
+    import dns.tsigkeyring
+    import dns.zone
+
+    keyring = dns.tsigkeyring.from_text({lab.tsig_name: lab.tsig_secret})
+    z = dns.zone.from_xfr(dns.query.xfr("127.0.0.1", zone, port=lab.auth_port, keyring=keyring,
+                                        keyalgorithm="hmac-sha256"))
+    return [f"{name} {ttl} {rdata.rdtype.name} {rdata.to_text()}"
+            for name, ttl, rdata in z.iterate_rdatas()
+            if rdata.rdtype.name not in ("SOA", "NS")]

@@ -29,6 +29,7 @@ from mailctl.dns.settings import DnsConfigError, spec_from_config
 
 if TYPE_CHECKING:
     from mailctl.config.load import Config
+    from mailctl.dns.plancache import CleanZones
     from mailctl.dns.serverrelay import RelayChange
     from mailctl.dns.settings import DnsHost
 
@@ -340,8 +341,10 @@ def _failure(target: Target, exc: BaseException) -> HostError:
                            f"[{references(target.host)}]"))
 
 
-def _plan_target(target: Target, provider: Any, prefixes: tuple[str, ...]) -> ZonePlan:
-    from mailctl.dns.scope import MailScope
+def _plan_target(target: Target, provider: Any, prefixes: tuple[str, ...],
+                 cache: CleanZones | None = None) -> ZonePlan:
+    from mailctl.dns import plancache
+    from mailctl.dns.scope import MailScope, record_values
 
     desired, purposes, notes = desired_zone(target)
     known = [r for spec in target.specs for r in known_records(spec)]
@@ -349,17 +352,35 @@ def _plan_target(target: Target, provider: Any, prefixes: tuple[str, ...]) -> Zo
     def scope() -> MailScope:
         return MailScope(target.zone, known, prefixes)
 
+    limits = (target.host.max_update_share, target.host.max_delete_share,
+              target.host.min_existing)
+
+    def zone_plan(octo: Any, managed: int, foreign: int) -> ZonePlan:
+        return ZonePlan(target.zone, target.host_name, target.host.provider_class,
+                        [s.domain for s in target.specs], unpublished=notes, foreign=foreign,
+                        managed=managed, limits=limits, _octo=octo, _provider=provider,
+                        _desired=desired, _scope=scope)
+
+    host, port = getattr(provider, "host", None), getattr(provider, "port", None)
+    zone_key, serial = None, None
+    if cache is not None and isinstance(host, str) and isinstance(port, int):
+        zone_key = plancache.key([
+            target.host_name, target.host.provider_class, target.host.kwargs(), limits,
+            target.zone, prefixes,
+            sorted((r.name, r._type, r.ttl, record_values(r)) for r in desired.records),
+            sorted((r.name, r.rtype, r.value or "", r.source, r.purpose) for r in known)])
+        serial = plancache.soa_serial(host, port, target.zone)
+        hit = cache.get(zone_key, serial) if serial is not None else None
+        if hit is not None:
+            return zone_plan(None, *hit)
     processor = scope()
     try:
         octo = provider.plan(desired, processors=[processor])
     except Exception as exc:
         raise _failure(target, exc) from None
-    zplan = ZonePlan(target.zone, target.host_name, target.host.provider_class,
-                     [s.domain for s in target.specs], unpublished=notes,
-                     foreign=processor.notes.foreign, managed=processor.notes.managed_existing,
-                     limits=(target.host.max_update_share, target.host.max_delete_share,
-                             target.host.min_existing),
-                     _octo=octo, _provider=provider, _desired=desired, _scope=scope)
+    zplan = zone_plan(octo, processor.notes.managed_existing, processor.notes.foreign)
+    if octo is None and cache is not None and zone_key is not None and serial is not None:
+        cache.put(zone_key, serial, zplan.managed, zplan.foreign)
     if octo is not None:
         if not octo.exists:
             raise HostError(f"zone {target.zone} does not exist at DNS host "
@@ -393,6 +414,7 @@ def make_plan(config: Config, domains: Sequence[str] = (), *, ttl: int | None = 
     could not be read: one line naming the domain, host and credential reference).
     """
     from mailctl.config.refs import Resolver
+    from mailctl.dns import plancache
     from mailctl.dns.hosts import open_host
     from mailctl.dns.serverrelay import plan_server_relays
 
@@ -406,14 +428,19 @@ def make_plan(config: Config, domains: Sequence[str] = (), *, ttl: int | None = 
         if target.host_name not in providers:
             providers[target.host_name] = open_host(target.host_name, target.host, resolver)
     prefixes = _txt_prefixes()
+    cache = plancache.CleanZones(config.base_dir) if plancache.enabled() else None
 
     def one(target: Target) -> ZonePlan:
-        return _plan_target(target, providers[target.host_name], prefixes)
+        return _plan_target(target, providers[target.host_name], prefixes, cache)
 
     if jobs <= 1 or len(targets) <= 1:
-        return DnsPlan([one(t) for t in targets], skipped, server, notes)
-    with ThreadPoolExecutor(max_workers=min(jobs, len(targets))) as pool:
-        return DnsPlan(list(pool.map(one, targets)), skipped, server, notes)
+        zones = [one(t) for t in targets]
+    else:
+        with ThreadPoolExecutor(max_workers=min(jobs, len(targets))) as pool:
+            zones = list(pool.map(one, targets))
+    if cache is not None:
+        cache.save()
+    return DnsPlan(zones, skipped, server, notes)
 
 
 # -- applying -----------------------------------------------------------------------------
