@@ -320,3 +320,22 @@ def _served_zone(lab: DnsLab, zone: str) -> list[str]:
     return [f"{name} {ttl} {rdata.rdtype.name} {rdata.to_text()}"
             for name, ttl, rdata in z.iterate_rdatas()
             if rdata.rdtype.name not in ("SOA", "NS")]
+
+
+def test_a_silent_no_op_is_an_error_and_other_zones_still_apply(
+        tmp_path: Path, relay_world: DnsLab) -> None:
+    """Knot answers NOERROR but adds no CNAME beside other data: re-read, reported, exit 3;
+    the other zone of the same apply is applied and says so."""
+    lab = relay_world
+    lab.publish("pub10.test", FOREIGN, updatable=True)
+    lab.publish("pub11.test", FOREIGN + '\nautoconfig TXT "someone else\'s"', updatable=True)
+    cfg = config(tmp_path, lab, "pub10.test")
+    text = cfg.read_text()
+    block = text[text.index("  pub10.test:"):]
+    cfg.write_text(text + block.replace("pub10.test", "pub11.test"))
+    r = apply(tmp_path, lab)
+    assert r.code == 3, r.all
+    assert "pub10.test: 12 change(s) applied at knot" in r.err
+    assert "pub11.test" in r.err and "did not take effect" in r.err and "autoconfig" in r.err
+    assert lab.rrset("autoconfig.pub10.test", "CNAME") == ["autoconfig.migadu.com."]
+    assert lab.rrset("autoconfig.pub11.test", "TXT") == ['"someone else\'s"']
