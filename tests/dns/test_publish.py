@@ -339,3 +339,34 @@ def test_a_silent_no_op_is_an_error_and_other_zones_still_apply(
     assert "pub11.test" in r.err and "did not take effect" in r.err and "autoconfig" in r.err
     assert lab.rrset("autoconfig.pub10.test", "CNAME") == ["autoconfig.migadu.com."]
     assert lab.rrset("autoconfig.pub11.test", "TXT") == ['"someone else\'s"']
+
+
+def test_at_a_terminal_apply_asks_before_deleting(tmp_path: Path, relay_world: DnsLab) -> None:
+    import pty
+    import subprocess
+    import sys
+
+    lab, domain = relay_world, "pub12.test"
+    lab.publish(domain, FOREIGN, updatable=True)
+    config(tmp_path, lab, domain)
+    assert apply(tmp_path, lab).code == 0
+    config(tmp_path, lab, domain, relays="[brevo]")  # the mailgun DKIM key is to be deleted
+
+    def at_terminal(answer: str) -> subprocess.CompletedProcess[str]:
+        master, slave = pty.openpty()
+        os.write(master, answer.encode())
+        try:
+            return subprocess.run(
+                [sys.executable, "-m", "mailctl", "dns", "apply", "--wait", "0"],
+                cwd=tmp_path, stdin=slave, capture_output=True, text=True, timeout=120,
+                env={**os.environ, **env(lab), "NO_COLOR": "1"})
+        finally:
+            os.close(master)
+            os.close(slave)
+
+    no = at_terminal("n\n")
+    assert no.returncode == 4 and "not confirmed" in no.stderr, no.stderr
+    assert lab.rrset(f"smtp._domainkey.{domain}", "TXT")
+    yes = at_terminal("y\n")
+    assert yes.returncode == 0, yes.stderr
+    assert lab.rrset(f"smtp._domainkey.{domain}", "TXT") == []
