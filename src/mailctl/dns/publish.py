@@ -15,281 +15,26 @@ half-way is never silent.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mailctl.dns.desired import Target, desired_zone, targets_from_config, txt_prefixes
 from mailctl.dns.hosts import HostConfigError, HostError, PublishError, Refused, references
-from mailctl.dns.records import DomainDnsSpec, Record, expected_records, known_records
-from mailctl.dns.settings import DnsConfigError, spec_from_config
+from mailctl.dns.records import known_records
+from mailctl.dns.zoneplan import Change, DnsPlan, ZoneOutcome, ZonePlan
 
 if TYPE_CHECKING:
     from mailctl.config.load import Config
     from mailctl.dns.plancache import CleanZones
-    from mailctl.dns.serverrelay import RelayChange
-    from mailctl.dns.settings import DnsHost
 
-__all__ = ["Change", "DnsPlan", "PublishError", "Refused", "ZoneOutcome", "ZonePlan",
-           "apply_plan", "make_plan"]
+
+__all__ = ["Change", "DnsPlan", "HostConfigError", "HostError", "PublishError", "Refused",
+           "ZoneOutcome", "ZonePlan", "apply_plan", "check_plan", "make_plan"]
 
 log = logging.getLogger(__name__)
-PLAN_VERSION = 1
 _MAIL_KINDS = ("v=spf1", "v=dmarc1", "v=stsv1", "v=tlsrptv1", "v=dkim1")
-
-
-@dataclass
-class Target:
-    """One zone at one DNS host and the declared domains whose records live in it."""
-
-    host_name: str
-    host: DnsHost
-    zone: str
-    specs: list[DomainDnsSpec]
-
-
-def _zone_for(domain: str, zones: dict[str, str]) -> tuple[str, str] | None:
-    best: tuple[str, str] | None = None
-    for zone, host in zones.items():
-        z = zone.lower().rstrip(".")
-        if (domain == z or domain.endswith("." + z)) and (best is None or len(z) > len(best[0])):
-            best = (z, host)
-    return best
-
-
-def targets_from_config(config: Config, domains: Sequence[str] = (),
-                        ttl: int | None = None) -> tuple[list[Target], list[str]]:
-    """Zones to publish, grouped by (host, zone); and domains skipped for having no host.
-
-    Naming a domain without a host is a mistake (HostConfigError); with no
-    names, every declared domain that has a host is published.
-    """
-    import dataclasses
-
-    settings = config.file.dns
-    hosts = settings.hosts if settings else {}
-    zones = settings.zones if settings else {}
-    names = list(domains) or sorted(config.desired.domains)
-    grouped: dict[tuple[str, str], Target] = {}
-    skipped: list[str] = []
-    for name in names:
-        try:
-            spec = spec_from_config(config, name)
-        except DnsConfigError as exc:
-            raise HostConfigError(str(exc)) from None
-        if ttl is not None:
-            spec = dataclasses.replace(spec, ttl=ttl)
-        block = config.file.domains[config.desired.raw_domain[spec.domain]].dns
-        match = _zone_for(spec.domain, zones)
-        host_name = (block.host if block else None) or (match[1] if match else None)
-        where = f"domains.{config.desired.raw_domain[spec.domain]}.dns"
-        if host_name is None:
-            if domains:
-                raise HostConfigError(f"{spec.domain} has no DNS host: set {where}.host, or list "
-                                      "its zone under the top-level dns.zones")
-            skipped.append(spec.domain)
-            continue
-        if host_name not in hosts:
-            known = ", ".join(sorted(hosts)) or "none declared under dns.hosts"
-            raise HostConfigError(f"{spec.domain}: unknown DNS host {host_name!r} (known: {known})")
-        zone = ((block.zone if block else None) or (match[0] if match else spec.domain))
-        zone = zone.lower().rstrip(".")
-        if spec.domain != zone and not spec.domain.endswith("." + zone):
-            raise HostConfigError(f"{spec.domain} is not inside zone {zone} ({where}.zone)")
-        target = grouped.setdefault((host_name, zone),
-                                    Target(host_name, hosts[host_name], zone, []))
-        target.specs.append(spec)
-    return [grouped[k] for k in sorted(grouped)], skipped
-
-
-@dataclass
-class Change:
-    action: str  # create | update | delete
-    name: str  # fully qualified, no trailing dot
-    rtype: str
-    old: list[str] = field(default_factory=list)
-    new: list[str] = field(default_factory=list)
-    old_ttl: int | None = None
-    new_ttl: int | None = None
-    kept: list[str] = field(default_factory=list)  # foreign values of a shared set, unchanged
-    why: str = ""
-    removes: list[str] = field(default_factory=list)  # mail values removed and not replaced
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "name": self.name, "type": self.rtype, "old": self.old,
-                "new": self.new, "old_ttl": self.old_ttl, "new_ttl": self.new_ttl,
-                "kept": self.kept, "why": self.why, "removes": self.removes}
-
-
-@dataclass
-class ZonePlan:
-    zone: str
-    host: str
-    host_class: str
-    domains: list[str]
-    changes: list[Change] = field(default_factory=list)
-    unpublished: list[str] = field(default_factory=list)  # records without a known value
-    foreign: int = 0  # records left alone
-    managed: int = 0  # mail records found at the host
-    limits: tuple[float, float, int] = (0.3, 0.3, 10)
-    _octo: Any = field(default=None, repr=False)
-    _provider: Any = field(default=None, repr=False)
-    _desired: Any = field(default=None, repr=False)
-    _scope: Callable[[], Any] | None = field(default=None, repr=False)
-
-    @property
-    def deletes(self) -> list[Change]:
-        return [c for c in self.changes if c.removes]
-
-    def counts(self) -> dict[str, int]:
-        out = {"create": 0, "update": 0, "delete": 0}
-        for c in self.changes:
-            out[c.action] += 1
-        return out
-
-    def safety_problem(self) -> str | None:
-        """Why octoDNS's limits refuse this plan, or None (shares of the managed records)."""
-        max_update, max_delete, min_existing = self.limits
-        if self.managed < min_existing or not self.managed:
-            return None
-        counts = self.counts()
-        for action, limit in (("update", max_update), ("delete", max_delete)):
-            share = counts[action] / self.managed
-            if share > limit:
-                return (f"{self.zone} at DNS host {self.host!r}: {counts[action]} {action}s of "
-                        f"{self.managed} mail records ({share:.0%}) exceed the limit of "
-                        f"{limit:.0%}; review the plan, then pass --force")
-        return None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"zone": self.zone, "host": self.host, "host_class": self.host_class,
-                "domains": self.domains, "counts": self.counts(),
-                "changes": [c.as_dict() for c in self.changes],
-                "unpublished": self.unpublished, "foreign_records_untouched": self.foreign,
-                "managed_records": self.managed}
-
-
-@dataclass
-class DnsPlan:
-    zones: list[ZonePlan]
-    skipped: list[str] = field(default_factory=list)  # declared domains without a DNS host
-    server: list[RelayChange] = field(default_factory=list)  # the mail server's relay files
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def has_changes(self) -> bool:
-        return any(z.changes for z in self.zones) or bool(self.server)
-
-    @property
-    def checksum(self) -> str:
-        """sha256 of what the user reviews: `apply --checksum` refuses any other plan."""
-        body = json.dumps([[z.as_dict() for z in self.zones],
-                           [c.as_dict() for c in self.server]], sort_keys=True)
-        return hashlib.sha256(body.encode()).hexdigest()
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"version": PLAN_VERSION, "checksum": self.checksum,
-                "has_changes": self.has_changes, "skipped": self.skipped,
-                "zones": [z.as_dict() for z in self.zones],
-                "server_relay": [c.as_dict() for c in self.server], "notes": self.notes}
-
-
-# -- building the desired zone ------------------------------------------------------------
-
-
-def _published(spec: DomainDnsSpec) -> tuple[list[Record], list[str]]:
-    """Records to publish, and notes on those that cannot be (value unknown)."""
-    relays = set(spec.relays)
-    out: list[Record] = []
-    notes: list[str] = []
-    for rec in expected_records(spec):
-        if rec.optional and rec.source in relays and rec.purpose in ("dkim", "verification"):
-            continue  # a relay's own records, not declared: suggestions only
-        if rec.value is None:
-            if rec.purpose == "mta-sts" and rec.rtype == "A":
-                notes.append(f"{rec.name} {rec.rtype}: the MTA-STS policy host is served by "
-                             "your web host, not published by mailctl")
-            else:
-                notes.append(f"{rec.name} {rec.rtype} ({rec.purpose}, {rec.source}): value "
-                             "unknown; give the profile's parameters under dns.params or "
-                             "dns.relay_params")
-            continue
-        out.append(rec)
-    return out, notes
-
-
-def _octo_value(rec: Record) -> Any:
-    from mailctl.dns.scope import escape
-
-    assert rec.value is not None
-    if rec.rtype == "MX":
-        pref, host = rec.value.split()
-        return {"preference": int(pref), "exchange": host}
-    if rec.rtype == "SRV":
-        prio, weight, port, target = rec.value.split()
-        return {"priority": int(prio), "weight": int(weight), "port": int(port), "target": target}
-    if rec.rtype == "TXT":
-        return escape(rec.value)
-    return rec.value
-
-
-def _relative(name: str, zone: str) -> str:
-    return "" if name == zone else name.removesuffix("." + zone)
-
-
-def desired_zone(target: Target) -> tuple[Any, dict[tuple[str, str], list[str]], list[str]]:
-    """The octoDNS Zone of every record the target's domains publish; purposes; notes."""
-    from octodns.record import Record as OctoRecord
-    from octodns.record.exception import ValidationError
-    from octodns.zone import Zone
-
-    zone = Zone(f"{target.zone}.", [])
-    groups: dict[tuple[str, str], dict[str, Any]] = {}
-    purposes: dict[tuple[str, str], list[str]] = {}
-    notes: list[str] = []
-    for spec in target.specs:
-        records, more = _published(spec)
-        notes += more
-        for rec in records:
-            key = (_relative(rec.name, target.zone), rec.rtype)
-            group = groups.setdefault(key, {"ttl": rec.ttl, "type": rec.rtype, "values": []})
-            group["ttl"] = min(group["ttl"], rec.ttl)
-            value = _octo_value(rec)
-            if value not in group["values"]:
-                group["values"].append(value)
-            label = f"{rec.purpose} ({rec.source})" if rec.source else rec.purpose
-            if label not in purposes.setdefault(key, []):
-                purposes[key].append(label)
-    for (name, rtype), group in sorted(groups.items()):
-        data: dict[str, Any] = {"ttl": group["ttl"], "type": rtype}
-        if rtype == "CNAME":
-            data["value"] = group["values"][0]
-        else:
-            data["values"] = group["values"]
-        try:
-            zone.add_record(OctoRecord.new(zone, name, data))
-        except ValidationError as exc:
-            raise HostConfigError(f"{target.zone}: the record {name or '@'} {rtype} is not "
-                                  f"valid: {exc}") from None
-    return zone, purposes, notes
-
-
-def _txt_prefixes() -> tuple[str, ...]:
-    """Verification TXT prefixes of every known profile (`hosted-email-verify=`, ...)."""
-    from mailctl.dns.profiles import all_profiles
-
-    out = []
-    for kind in ("providers", "relays"):
-        for profile in all_profiles(kind).values():
-            for extra in profile.records:
-                if extra.rtype == "TXT":
-                    head = extra.value.split("{", 1)[0]
-                    if head and head not in out:
-                        out.append(head)
-    return tuple(out)
 
 
 def _kind(value: str) -> str:
@@ -427,7 +172,7 @@ def make_plan(config: Config, domains: Sequence[str] = (), *, ttl: int | None = 
     for target in targets:
         if target.host_name not in providers:
             providers[target.host_name] = open_host(target.host_name, target.host, resolver)
-    prefixes = _txt_prefixes()
+    prefixes = txt_prefixes()
     cache = plancache.CleanZones(config.base_dir) if plancache.enabled() else None
 
     def one(target: Target) -> ZonePlan:
@@ -444,19 +189,6 @@ def make_plan(config: Config, domains: Sequence[str] = (), *, ttl: int | None = 
 
 
 # -- applying -----------------------------------------------------------------------------
-
-
-@dataclass
-class ZoneOutcome:
-    zone: str
-    host: str
-    applied: bool
-    changes: int
-    error: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"zone": self.zone, "host": self.host, "applied": self.applied,
-                "changes": self.changes, "error": self.error}
 
 
 def check_plan(plan: DnsPlan, *, force: bool = False, confirm_deletes: bool = False,
@@ -556,6 +288,3 @@ def _apply_zone(zone: ZonePlan) -> ZoneOutcome:
                      f"{c.record.name or '@'} {c.record._type}" for c in left[:5])
                  + "); a CNAME beside other data is a common cause")
     return ZoneOutcome(zone.zone, zone.host, not left, len(zone.changes), error)
-
-
-__all__ += ["HostConfigError", "HostError", "check_plan"]
