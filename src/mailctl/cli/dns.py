@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from mailctl.cli import dns_publish
-from mailctl.cli.common import err, fail
+from mailctl.cli.common import USAGE, err, fail
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -59,13 +59,13 @@ def spec_from_options(domain: str, profile: str | None = None, relays: list[str]
     try:
         name = normalise_domain(domain)
     except AddressError as exc:
-        fail(str(exc))
+        fail(f"{exc} (expected a domain such as example.org)", USAGE)
     params: dict[str, str] = {}
     relay_params: dict[str, dict[str, str]] = {}
     for item in extra.pop("params", None) or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            fail(f"--param {item!r} must be KEY=VALUE")
+            fail(f"--param {item!r} is malformed (expected KEY=VALUE or RELAY.KEY=VALUE)", USAGE)
         relay, dot, name = key.partition(".")
         if dot:
             relay_params.setdefault(relay, {})[name] = value
@@ -73,7 +73,7 @@ def spec_from_options(domain: str, profile: str | None = None, relays: list[str]
             params[key] = value
     mode = extra.pop("mta_sts", None)
     if mode is not None and mode not in ("enforce", "testing", "none"):
-        fail(f"--mta-sts {mode!r} must be enforce, testing or none")
+        fail(f"--mta-sts {mode!r} is not a mode (expected enforce, testing or none)", USAGE)
     return DomainDnsSpec(
         domain=name,
         profile=profile or "dms",
@@ -142,7 +142,7 @@ def records_cmd(
     from mailctl.dns.render import FORMATS, render_records
 
     if fmt not in FORMATS:
-        fail(f"--format must be one of {', '.join(FORMATS)}")
+        fail(f"--format {fmt!r} is not a format (expected one of {', '.join(FORMATS)})", USAGE)
     spec = resolve_spec(domain, file, profile=profile, relays=relay, selectors=selector,
                         mx_hosts=mx_host, params=param, mta_sts=mta_sts, profile_dirs=profile_dir)
     records = _expected(spec)
@@ -158,16 +158,17 @@ def check_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     resolver: Annotated[str | None, typer.Option(
         "--resolver", help="resolver IP[:PORT] [default: the system's]")] = None,
-    timeout: Annotated[float, typer.Option(help="seconds per DNS query")] = 2.0,
+    timeout: Annotated[float, typer.Option(min=0.05, max=60, help="seconds per DNS query")
+                       ] = 2.0,
     ca_file: Annotated[Path | None, typer.Option(
         "--ca-file", help="CA bundle for MTA-STS policy fetches")] = None,
-    https_port: Annotated[int, typer.Option("--https-port", hidden=True)] = 443,
+    https_port: Annotated[int, typer.Option("--https-port", min=1, max=65535, hidden=True)] = 443,
     ns_check: Annotated[bool, typer.Option(
         "--ns-check/--no-ns-check",
         help="also ask each authoritative nameserver directly and compare their answers "
         "(stale secondary, lame or dead server)",
     )] = False,
-    ns_port: Annotated[int, typer.Option("--ns-port", hidden=True)] = 53,
+    ns_port: Annotated[int, typer.Option("--ns-port", min=1, max=65535, hidden=True)] = 53,
     fail_on: Annotated[str, typer.Option(
         "--fail-on", help="lowest severity that makes the exit code 1: error or warning",
     )] = "warning",
@@ -188,13 +189,13 @@ def check_cmd(
     from mailctl.dns.resolver import parse_server
 
     if fail_on not in ("error", "warning"):
-        fail(f"--fail-on {fail_on!r} must be error or warning")
+        fail(f"--fail-on {fail_on!r} is not a level (expected error or warning)", USAGE)
     threshold = Severity(fail_on)
     if resolver:
         try:
             parse_server(resolver)
         except ValueError as exc:
-            fail(str(exc))
+            fail(f"--resolver: {exc} (expected IP or IP:PORT)", USAGE)
     specs = [resolve_spec(d, file, profile=profile, relays=relay, selectors=selector,
                           mx_hosts=mx_host, params=param, mta_sts=mta_sts,
                           profile_dirs=profile_dir) for d in domains]
@@ -203,7 +204,7 @@ def check_cmd(
     try:
         context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     except (OSError, ssl.SSLError) as exc:
-        fail(f"--ca-file {ca_file}: {exc}")
+        fail(f"--ca-file {ca_file}: {exc} (expected a readable PEM CA bundle)", USAGE)
     reports = check_domains_sync(specs, resolver, timeout=timeout,
                                  https=HttpsOptions(ssl_context=context, port=https_port),
                                  ns_check=ns_check, ns_port=ns_port)
@@ -221,7 +222,7 @@ def mta_sts_cmd(
     max_age: Annotated[int, typer.Option(help="seconds senders cache the policy")] = 604800,
     mx: Annotated[list[str] | None, typer.Option(
         "--mx", help="MX pattern, repeatable [default: the profile's MX hosts]")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     profile: ProfileOpt = None, mx_host: MxOpt = None, profile_dir: ProfileDirOpt = None,
     file: FileOpt = None,
 ) -> None:
@@ -232,9 +233,9 @@ def mta_sts_cmd(
     from mailctl.dns.stspolicy import MAX_AGE_LIMIT, policy_id, render_policy, tls_rpt_value
 
     if mode not in ("enforce", "testing", "none"):
-        fail(f"--mode {mode!r} must be enforce, testing or none")
+        fail(f"--mode {mode!r} is not a mode (expected enforce, testing or none)", USAGE)
     if not 0 <= max_age <= MAX_AGE_LIMIT:
-        fail(f"--max-age must be between 0 and {MAX_AGE_LIMIT}")
+        fail(f"--max-age {max_age} is out of range (expected 0..{MAX_AGE_LIMIT})", USAGE)
     spec = resolve_spec(domain, file, profile=profile, mx_hosts=mx_host, profile_dirs=profile_dir)
     _expected(spec)
     patterns = [m.lower().rstrip(".") for m in mx or []]
@@ -264,7 +265,7 @@ def dkim_generate_cmd(
     key_file: Annotated[Path | None, typer.Option(
         "--key-file", help="private key file [default: ./DOMAIN.SELECTOR.key]")] = None,
     force: Annotated[bool, typer.Option(help="overwrite an existing key file")] = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """A new key pair: the private key to a file (mode 600), the TXT record to stdout."""
     import json
@@ -276,13 +277,14 @@ def dkim_generate_cmd(
     try:
         name = normalise_domain(domain)
     except AddressError as exc:
-        fail(str(exc))
+        fail(f"{exc} (expected a domain such as example.org)", USAGE)
     if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*", selector):
-        fail(f"--selector {selector!r} is not a valid DNS label")
+        fail(f"--selector {selector!r} is not a valid DNS label (expected e.g. mail)", USAGE)
     if algorithm not in ("rsa", "ed25519"):
-        fail("--algorithm must be rsa or ed25519")
+        fail(f"--algorithm {algorithm!r} is unknown (expected rsa or ed25519)", USAGE)
     if algorithm == "rsa" and not 1024 <= bits <= 4096:
-        fail("--bits must be between 1024 and 4096 (2048 recommended, RFC 8301)")
+        fail(f"--bits {bits} is out of range (expected 1024..4096, 2048 recommended, "
+             "RFC 8301)", USAGE)
     path = key_file or Path(f"{name}.{selector}.key")
     if path.exists() and not force:
         fail(f"{path} exists; use --force to replace it (the old key stops working)")
