@@ -66,9 +66,9 @@ def spec_from_options(domain: str, profile: str | None = None, relays: list[str]
         key, sep, value = item.partition("=")
         if not sep or not key:
             fail(f"--param {item!r} is malformed (expected KEY=VALUE or RELAY.KEY=VALUE)", USAGE)
-        relay, dot, name = key.partition(".")
+        relay, dot, relay_key = key.partition(".")
         if dot:
-            relay_params.setdefault(relay, {})[name] = value
+            relay_params.setdefault(relay, {})[relay_key] = value
         else:
             params[key] = value
     mode = extra.pop("mta_sts", None)
