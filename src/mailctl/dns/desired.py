@@ -85,7 +85,7 @@ def targets_from_config(config: Config, domains: Sequence[str] = (),
     return [grouped[k] for k in sorted(grouped)], skipped
 
 
-def _published(spec: DomainDnsSpec) -> tuple[list[Record], list[str]]:
+def published(spec: DomainDnsSpec) -> tuple[list[Record], list[str]]:
     """Records to publish, and notes on those that cannot be (value unknown)."""
     relays = set(spec.relays)
     out: list[Record] = []
@@ -125,8 +125,20 @@ def _relative(name: str, zone: str) -> str:
     return "" if name == zone else name.removesuffix("." + zone)
 
 
-def desired_zone(target: Target) -> tuple[Any, dict[tuple[str, str], list[str]], list[str]]:
-    """The octoDNS Zone of every record the target's domains publish; purposes; notes."""
+def published_records(target: Target) -> tuple[list[Record], list[str]]:
+    """Every record the target's domains publish, and notes on those they cannot."""
+    records: list[Record] = []
+    notes: list[str] = []
+    for spec in target.specs:
+        more, why = published(spec)
+        records += more
+        notes += why
+    return records, notes
+
+
+def desired_zone(target: Target, records: list[Record]
+                 ) -> tuple[Any, dict[tuple[str, str], list[str]]]:
+    """The octoDNS Zone of `records` (from `published_records`), and each set's purposes."""
     from octodns.record import Record as OctoRecord
     from octodns.record.exception import ValidationError
     from octodns.zone import Zone
@@ -134,20 +146,16 @@ def desired_zone(target: Target) -> tuple[Any, dict[tuple[str, str], list[str]],
     zone = Zone(f"{target.zone}.", [])
     groups: dict[tuple[str, str], dict[str, Any]] = {}
     purposes: dict[tuple[str, str], list[str]] = {}
-    notes: list[str] = []
-    for spec in target.specs:
-        records, more = _published(spec)
-        notes += more
-        for rec in records:
-            key = (_relative(rec.name, target.zone), rec.rtype)
-            group = groups.setdefault(key, {"ttl": rec.ttl, "type": rec.rtype, "values": []})
-            group["ttl"] = min(group["ttl"], rec.ttl)
-            value = _octo_value(rec)
-            if value not in group["values"]:
-                group["values"].append(value)
-            label = f"{rec.purpose} ({rec.source})" if rec.source else rec.purpose
-            if label not in purposes.setdefault(key, []):
-                purposes[key].append(label)
+    for rec in records:
+        key = (_relative(rec.name, target.zone), rec.rtype)
+        group = groups.setdefault(key, {"ttl": rec.ttl, "type": rec.rtype, "values": []})
+        group["ttl"] = min(group["ttl"], rec.ttl)
+        value = _octo_value(rec)
+        if value not in group["values"]:
+            group["values"].append(value)
+        label = f"{rec.purpose} ({rec.source})" if rec.source else rec.purpose
+        if label not in purposes.setdefault(key, []):
+            purposes[key].append(label)
     for (name, rtype), group in sorted(groups.items()):
         data: dict[str, Any] = {"ttl": group["ttl"], "type": rtype}
         if rtype == "CNAME":
@@ -159,7 +167,7 @@ def desired_zone(target: Target) -> tuple[Any, dict[tuple[str, str], list[str]],
         except ValidationError as exc:
             raise HostConfigError(f"{target.zone}: the record {name or '@'} {rtype} is not "
                                   f"valid: {exc}") from None
-    return zone, purposes, notes
+    return zone, purposes
 
 
 def txt_prefixes() -> tuple[str, ...]:
