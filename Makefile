@@ -8,7 +8,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := postfix dovecot-imapd dovecot-lmtpd swaks openssl ca-certificates \
-                knot knot-dnsutils unbound prometheus postgresql zbar-tools librsvg2-bin
+                knot knot-dnsutils unbound prometheus postgresql zbar-tools librsvg2-bin \
+                libsasl2-modules
 BENCH_APT := isync offlineimap
 EXAMPLE := examples/mailctl.yaml
 
@@ -83,13 +84,14 @@ demo-down: venv
 	$(BIN)/mailctl sandbox down -f $(EXAMPLE)
 
 # Each benchmark prints ratios against its named peer, measured in the same run
-# (docs/benchmarks.md). Peers: docker-mailserver's setup loop, checkdmarc (own venv),
+# (docs/benchmarks.md). Peers: docker-mailserver's setup loop, checkdmarc (own venv), octodns-sync,
 # mailadm (own venv), mbsync/offlineimap/dsync, a raw smtplib+imaplib roundtrip.
 bench: deps
 	@$(MAKE) --no-print-directory apt-install PKGS="$(BENCH_APT)"
 	$(BIN)/python bench/provision_bench.py
 	$(BIN)/python bench/providers_bench.py
 	$(BIN)/python bench/dns_bench.py
+	$(BIN)/python bench/dns_publish_bench.py
 	$(BIN)/python bench/accounts_bench.py
 	$(BIN)/python bench/sync_bench.py
 	$(BIN)/python bench/probe_bench.py

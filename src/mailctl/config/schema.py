@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mailctl.accounts.settings import AccountsSettings
-from mailctl.dns.settings import DnsSettings
+from mailctl.dns.settings import DnsHostsSettings, DnsSettings
 from mailctl.probe.settings import ProbeSettings
 from mailctl.util.sizes import parse_size
 
@@ -194,3 +194,4 @@ class ConfigFile(Strict):
     safety: Safety = Safety()
     accounts: AccountsSettings | None = None
     probe: ProbeSettings | None = None
+    dns: DnsHostsSettings | None = None
