@@ -16,6 +16,7 @@ from mailctl.accounts.settings import AccountsSettings
 from mailctl.dns.settings import DnsSettings
 from mailctl.probe.settings import ProbeSettings
 from mailctl.util.sizes import parse_size
+from mailctl.web.settings import ConsoleSettings
 
 
 class Strict(BaseModel):
@@ -185,3 +186,4 @@ class ConfigFile(Strict):
     safety: Safety = Safety()
     accounts: AccountsSettings | None = None
     probe: ProbeSettings | None = None
+    console: ConsoleSettings | None = None
