@@ -10,9 +10,13 @@ BIN := $(VENV)/bin
 APT_PACKAGES := postfix dovecot-imapd dovecot-lmtpd swaks openssl ca-certificates \
                 knot knot-dnsutils unbound prometheus postgresql zbar-tools librsvg2-bin
 BENCH_APT := isync offlineimap
+# The console's tests: a real OpenID provider (npm oidc-provider on node) and Debian's
+# Chromium driven by Playwright (never `playwright install`: it downloads a browser).
+TEST_APT := chromium nodejs
+OP_DIR := tests/fixtures/oidc_op
 EXAMPLE := examples/mailctl.yaml
 
-.PHONY: deps apt apt-install venv test lint typecheck pytest demo demo-down bench clean
+.PHONY: deps apt apt-install venv test-deps test lint typecheck pytest demo demo-down bench clean
 
 deps: apt venv
 
@@ -42,13 +46,19 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
+test-deps: apt
+	@$(MAKE) --no-print-directory apt-install PKGS="$(TEST_APT)"
+	@command -v npm >/dev/null || $(MAKE) --no-print-directory apt-install PKGS=npm
+	@test -d $(OP_DIR)/node_modules/oidc-provider || \
+	  (cd $(OP_DIR) && npm ci --no-audit --no-fund --loglevel=error)
+
 lint: venv
 	$(BIN)/ruff check src tests bench examples
 
 typecheck: venv
 	$(BIN)/mypy
 
-pytest: deps
+pytest: deps test-deps
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
 test: deps lint typecheck pytest
@@ -81,4 +91,4 @@ bench: deps
 
 clean:
 	-$(BIN)/mailctl sandbox down -f $(EXAMPLE) 2>/dev/null
-	rm -rf $(VENV) examples/.mailctl examples/dms build *.egg-info
+	rm -rf $(VENV) examples/.mailctl examples/dms build *.egg-info $(OP_DIR)/node_modules
