@@ -84,6 +84,35 @@ class Site:
     def state_dir(self) -> Path:
         return self.config_path.parent / ".mailctl" / "console"
 
+    @property
+    def console(self) -> Any:
+        """The running app's `Console` (its settings, secrets, services)."""
+        return self.server.server.config.app.state.console
+
+    def forge_cookie(self, role: str, *, age: float = 0.0, expires_in: float = 3600.0) -> str:
+        """A session cookie for `role` as the console would sign it `age` seconds ago."""
+        import time
+
+        from itsdangerous import TimestampSigner
+
+        from mailctl.web.auth import SESSION_KEY, Identity
+        from mailctl.web.session import SessionMiddleware
+
+        c = self.console
+        now = time.time()
+        mailbox = f"alice@{self.domain}" if role == "alice" else None
+        who = Identity(role, role, mailbox or f"{role}@corp.test", (), role == "admin", (),
+                       mailbox, "oidc", now - age, now + expires_in)
+        mw = SessionMiddleware(None, c.secrets.session_key, idle_timeout=3600, path="/",  # type: ignore[arg-type]
+                               secure=False)
+
+        class Backdated(TimestampSigner):
+            def get_timestamp(self) -> int:
+                return int(now - age)
+
+        mw.signer = Backdated(c.secrets.session_key, salt="mailctl.console.session")
+        return mw.dump({SESSION_KEY: who.as_session(), "csrf": "forged-csrf-token"})
+
     def secrets_seen(self) -> list[str]:
         return [*self.passwords.values(), self.client_secret, *self.op.users.values()]
 
@@ -114,7 +143,8 @@ console:
 
 
 def make_site(stack: MailStack, op: OidcProvider, users: list[str], *, extra: str = "",
-              base: Path | None = None) -> Site:
+              base: Path | None = None, wrong_secret: str | None = None,
+              path: str = "") -> Site:
     from mailctl.config.load import load_config
     from mailctl.provision.engine import execute, make_plan
     from mailctl.web.serve import build
@@ -136,22 +166,25 @@ def make_site(stack: MailStack, op: OidcProvider, users: list[str], *, extra: st
     def factory(url: str) -> Any:
         client_id, client_secret = op.register_client(url)
         port_holder["secret"] = client_secret
-        (base / ".env").write_text(f"CONSOLE_CLIENT_SECRET={client_secret}\n")
-        path = base / "mailctl.yaml"
-        path.write_text(CONFIG.format(dms=stack.dms_dir, domain=domain,
+        (base / ".env").write_text(f"CONSOLE_CLIENT_SECRET={wrong_secret or client_secret}\n")
+        cfg_path = base / "mailctl.yaml"
+        cfg_path.write_text(CONFIG.format(dms=stack.dms_dir, domain=domain,
                                       mailboxes="\n".join(lines), issuer=op.issuer,
                                       client_id=client_id,
                                       extra=textwrap.indent(extra, "  ")))
-        config = load_config(path)
+        config = load_config(cfg_path)
         result = execute(config, make_plan(config))
         assert result.ok, [o.error for o in result.outcomes]
         return build(config, public_url=url)
 
+    def at_path(url: str) -> Any:
+        return factory(url + path)
+
     for name in ("mailctl", "uvicorn", "authlib", "httpx"):
         logging.getLogger(name).addHandler(handler)
     logging.getLogger("mailctl").setLevel(logging.DEBUG)
-    server = serve(factory)
-    return Site(server.url, domain, base / "mailctl.yaml", stack, op, passwords,
+    server = serve(at_path)
+    return Site(server.url + path, domain, base / "mailctl.yaml", stack, op, passwords,
                 port_holder["secret"], server, handler)
 
 

@@ -259,4 +259,5 @@ def create_app(services: ConsoleServices, settings: ConsoleSettings,
                                     skip_prefix=f"{c.base}/static/")
     app = Starlette(routes=[*views_mailapps.routes(services), Mount(c.base, app=console_app)])
     app.state.console = c
+    app.state.console_routes = routes
     return app
