@@ -150,7 +150,15 @@ _EXPLAIN = {
 class OidcClient:
     def __init__(self, settings: OidcSettings, client_secret: Secret, redirect_uri: str,
                  post_logout_uri: str) -> None:
-        from authlib.integrations.starlette_client import OAuth
+        import warnings
+
+        with warnings.catch_warnings():
+            # Authlib 1.9 warns on import that it prefers the `httpx2` fork; httpx works.
+            # Its own module adds an "always" filter when imported, so import it first.
+            import authlib.deprecate  # noqa: F401
+
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from authlib.integrations.starlette_client import OAuth
 
         self.settings = settings
         self.redirect_uri = redirect_uri
