@@ -139,12 +139,15 @@ console:
       {domain}-admins: [{domain}]
     domains_claim: mail_domains
 {extra}
+{top}
 """
 
 
 def make_site(stack: MailStack, op: OidcProvider, users: list[str], *, extra: str = "",
               base: Path | None = None, wrong_secret: str | None = None,
-              path: str = "") -> Site:
+              path: str = "", top: str = "") -> Site:
+    """`extra` goes under `console:`; `top` (formatted with domain, host, ports, ca)
+    at the top level of mailctl.yaml."""
     from mailctl.config.load import load_config
     from mailctl.provision.engine import execute, make_plan
     from mailctl.web.serve import build
@@ -160,6 +163,7 @@ def make_site(stack: MailStack, op: OidcProvider, users: list[str], *, extra: st
         passwords[f"{local}@{domain}"] = pw
         lines.append(f"      - local_part: {local}\n        password: ${{file:pw/{local}}}")
     port_holder: dict[str, str] = {}
+    info = stack.info
     handler = ListHandler()
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
 
@@ -171,7 +175,11 @@ def make_site(stack: MailStack, op: OidcProvider, users: list[str], *, extra: st
         cfg_path.write_text(CONFIG.format(dms=stack.dms_dir, domain=domain,
                                       mailboxes="\n".join(lines), issuer=op.issuer,
                                       client_id=client_id,
-                                      extra=textwrap.indent(extra, "  ")))
+                                      extra=textwrap.indent(extra, "  "),
+                                      top=top.format(domain=domain, host=info.host,
+                                                     imaps=info.ports.imaps,
+                                                     submission=info.ports.submission,
+                                                     ca=info.ca_file)))
         config = load_config(cfg_path)
         result = execute(config, make_plan(config))
         assert result.ok, [o.error for o in result.outcomes]

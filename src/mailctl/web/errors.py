@@ -88,9 +88,12 @@ def from_library(exc: Exception) -> ConsoleError:
     from mailctl.credentials import CredentialsError, NotCapable
     from mailctl.providers.base import ErrorKind, ProviderError
     from mailctl.secret import scrub
+    from mailctl.web.yamledit import EditError
 
     if isinstance(exc, ConsoleError):
         return exc
+    if isinstance(exc, EditError):
+        return BadInput(str(exc))
     if isinstance(exc, NotCapable):
         return Unsupported(str(exc))
     if isinstance(exc, CredentialsError):

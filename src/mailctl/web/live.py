@@ -328,7 +328,8 @@ class ConfigServices:
         from mailctl.web.yamledit import add_mailbox
 
         return add_mailbox(self._text(), self.config.path.name,
-                           self.config.desired.raw_domain[domain], local_part, fields)
+                           self.config.desired.raw_domain[domain], local_part, fields,
+                           self.config.path)
 
     def propose_mailbox_field(self, address: str, key: str, value: str) -> YamlChange:
         from mailctl.web.yamledit import set_mailbox_field
@@ -336,4 +337,5 @@ class ConfigServices:
         addr, _ = credentials.mailbox(self.config, address)
         local, _, dom = addr.rpartition("@")
         return set_mailbox_field(self._text(), self.config.path.name,
-                                 self.config.desired.raw_domain[dom], local, key, value)
+                                 self.config.desired.raw_domain[dom], local, key, value,
+                                 self.config.path)

@@ -180,23 +180,13 @@ def routes(c: Console) -> list[Route]:
         return name, change
 
     async def propose(request: Request, form: FormData) -> Response:
-        from mailctl.web.yamledit import EditError
-
-        try:
-            name, change = await _proposal(request, form)
-        except EditError as exc:
-            raise E.BadInput(str(exc)) from None
+        name, change = await _proposal(request, form)
         c.audit(request, c.identity(request), "propose change", name, "ok", change.summary)
         fields = {k: v for k, v in form.items() if k != "csrf" and isinstance(v, str)}
         return c.page(request, "proposal.html", domain=name, change=change, fields=fields)
 
     async def download(request: Request, form: FormData) -> Response:
-        from mailctl.web.yamledit import EditError
-
-        try:
-            _, change = await _proposal(request, form)
-        except EditError as exc:
-            raise E.BadInput(str(exc)) from None
+        _, change = await _proposal(request, form)
         full = form.get("format") == "yaml"
         body = change.new if full else change.diff
         fname = change.filename if full else f"{change.filename}.patch"

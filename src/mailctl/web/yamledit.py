@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def _domain_node(root: yaml.Node, domain_key: str) -> tuple[yaml.Node, yaml.Node
 
 
 def add_mailbox(text: str, filename: str, domain_key: str, local_part: str,
-                fields: dict[str, str]) -> YamlChange:
+                fields: dict[str, str], config_path: Path | None = None) -> YamlChange:
     """Append a mailbox to `domains.<domain_key>.mailboxes`."""
     import yaml
 
@@ -132,7 +133,7 @@ def add_mailbox(text: str, filename: str, domain_key: str, local_part: str,
         lines[at:at] = _item(indent, body)
     new = "".join(lines)
     summary = f"add mailbox {local_part}@{domain_key}"
-    return _checked(YamlChange(filename, summary, text, new))
+    return _checked(YamlChange(filename, summary, text, new), config_path)
 
 
 def _item(indent: str, body: list[tuple[str, str]]) -> list[str]:
@@ -144,7 +145,7 @@ def _item(indent: str, body: list[tuple[str, str]]) -> list[str]:
 
 
 def set_mailbox_field(text: str, filename: str, domain_key: str, local_part: str,
-                      key: str, value: str) -> YamlChange:
+                      key: str, value: str, config_path: Path | None = None) -> YamlChange:
     """Set one scalar field (e.g. `quota`) of a declared mailbox."""
     import yaml
 
@@ -173,12 +174,15 @@ def set_mailbox_field(text: str, filename: str, domain_key: str, local_part: str
             lines[at:at] = [f"{' ' * col}{key}: {_scalar(value)}\n"]
             new = "".join(lines)
         summary = f"set {key} of {local_part}@{domain_key} to {value}"
-        return _checked(YamlChange(filename, summary, text, new))
+        return _checked(YamlChange(filename, summary, text, new), config_path)
     raise EditError(f"{local_part}@{domain_key} is not declared in the config")
 
 
-def _checked(change: YamlChange) -> YamlChange:
-    """The new text must parse and pass the schema, or nobody gets to see it."""
+def _checked(change: YamlChange, config_path: Path | None = None) -> YamlChange:
+    """The new text must parse and pass the schema, or nobody gets to see it; and,
+    given the config's path, everything `mailctl validate` checks (provider
+    capabilities, references), by loading it from a private file beside the
+    config so that relative references resolve the same way."""
     from pydantic import ValidationError
 
     from mailctl.config.schema import ConfigFile
@@ -194,4 +198,32 @@ def _checked(change: YamlChange) -> YamlChange:
         where = ".".join(str(p) for p in first["loc"])
         raise EditError(f"the edited file would not validate: {where}: {first['msg']}"
                         ) from None
+    if config_path is not None:
+        _load_beside(change.new, config_path)
     return change
+
+
+def _load_beside(text: str, config_path: Path) -> None:
+    import contextlib
+    import os
+    import tempfile
+
+    from mailctl.config.errors import ConfigError
+    from mailctl.config.load import load_config
+
+    try:
+        fd, name = tempfile.mkstemp(prefix=".mailctl-proposal-", suffix=".yaml",
+                                    dir=config_path.parent)
+    except OSError:
+        return  # a read-only config folder: the schema check above is what we can do
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        load_config(Path(name)).close()
+    except ConfigError as exc:
+        issue = exc.issues[0]
+        raise EditError(f"the change would not validate: {issue.message}"
+                        + (f" ({issue.hint})" if issue.hint else "")) from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
