@@ -99,7 +99,7 @@ def test_mailbox_needs_a_verified_email() -> None:
 
 def test_user_roles_restrict_who_may_sign_in() -> None:
     access = AccessSettings(user_roles=["mail-users"])
-    claims = {"email": "alice@example.org", "email_verified": "true"}
+    claims: dict[str, object] = {"email": "alice@example.org", "email_verified": "true"}
     with pytest.raises(E.Forbidden):
         _identity(claims, access)
     assert _identity({**claims, "groups": ["mail-users"]}, access).mailbox
