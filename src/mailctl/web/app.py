@@ -81,6 +81,7 @@ class Console:
                                    f"{self.public_url}/auth/callback", f"{self.public_url}/")
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         env = self.templates.env
+        env.auto_reload = False  # templates ship with the package: no stat() per render
         env.filters.update(when=_when, size=_size, ago=_ago)
         env.globals.update(base=self.base, csrf_field=CSRF_FIELD,
                            break_glass=settings.break_glass.enabled, oidc=self.oidc is not None)
