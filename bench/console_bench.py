@@ -145,7 +145,7 @@ async def load(url: str, path: str, sessions: int, requests: int) -> list[float]
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -156,7 +156,6 @@ def summary(values: list[float]) -> dict[str, float]:
 
 def browser_flow(url: str, op: Any, login: str, password: str, n: int) -> list[dict[str, float]]:
     from playwright.sync_api import sync_playwright
-
     from tests.fixtures.browser import CHROMIUM
 
     out = []
