@@ -17,7 +17,7 @@ def _new_app_password(page, site: Site, name: str) -> str:
     page.goto(site.url + "/me")
     page.fill("#app-name", name)
     page.click("#app-create")
-    secret = page.inner_text("#secret-value")
+    secret = str(page.inner_text("#secret-value"))
     SEEN.append(secret)
     return secret
 
