@@ -61,9 +61,14 @@ def _secrets_out(path: Path | None) -> None:
 def _failed(exc: Exception) -> NoReturn:
     from mailctl.cli.common import provider_failure
     from mailctl.credentials import CredentialsError
-    from mailctl.providers.base import ProviderError
+    from mailctl.providers.base import ErrorKind, ProviderError
+    from mailctl.secret import scrub
 
     if isinstance(exc, ProviderError):
+        # The provider answered "no" (unsupported, invalid, not there): the request's
+        # fault, exit 1; it could not be reached or refused mailctl's key: exit 3.
+        if exc.kind in (ErrorKind.INVALID, ErrorKind.CONFLICT, ErrorKind.NOT_FOUND):
+            fail(scrub(str(exc)), FAILED)
         provider_failure(exc)
     if isinstance(exc, CredentialsError):
         fail(str(exc), FAILED)
