@@ -119,3 +119,32 @@ def test_console_serve_runs_until_interrupted(cfg: Path) -> None:
     assert "Traceback" not in err
     audit_dir = cfg.parent / ".mailctl" / "console"
     assert oct(audit_dir.stat().st_mode & 0o777) == "0o700"
+
+
+def test_serve_runs_the_console_in_the_same_process(cfg: Path) -> None:
+    port = free_ports(1)[0]
+    text = cfg.read_text().replace("console:\n", f"accounts:\n  web: {{port: {port}}}\n"
+                                   "console:\n")
+    cfg.write_text(text)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILCTL_")}
+    proc = subprocess.Popen([sys.executable, "-m", "mailctl", "serve"], cwd=cfg.parent,
+                            env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        assert health.json() == {"status": "ok"}
+        redeem = httpx.post(f"http://127.0.0.1:{port}/?t=not-a-token")
+        assert redeem.status_code == 403 and redeem.json()["type"] == "error"
+        page = httpx.get(f"http://127.0.0.1:{port}/")
+        assert page.status_code == 200 and 'href="/login"' in page.text
+        assert "script-src 'none'" in page.headers["content-security-policy"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    assert "Traceback" not in err

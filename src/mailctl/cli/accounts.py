@@ -366,7 +366,8 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="worker processes")] = None,
     file: ConfigOpt = None,
 ) -> None:
-    """Run the web API that Delta Chat calls when a DCACCOUNT code is scanned."""
+    """Run the web API that Delta Chat calls when a DCACCOUNT code is scanned (and the
+    web console beside it when the config has a `console:` section)."""
     import logging
     import os
 
@@ -384,7 +385,7 @@ def serve(
 
         _logging(1)
     err(f"serving on http://{host or web.host}:{port if port is not None else web.port}")
-    uvicorn.run("mailctl.accounts.web:app_from_env", factory=True,
+    uvicorn.run("mailctl.web.serve:combined_from_env", factory=True,  # + the console
                 host=host or web.host, port=port if port is not None else web.port,
                 workers=workers or web.workers, access_log=False, log_level="warning",
                 # uvicorn would believe X-Forwarded-For from 127.0.0.1 by itself; the

@@ -125,11 +125,18 @@ class Combined:
 
 
 def combined_from_env() -> Any:
-    from mailctl.accounts.context import open_service
-    from mailctl.accounts.web import create_app as accounts_app
+    """`mailctl serve`'s app: the accounts API as `accounts.web.app_from_env` builds it,
+    with the console beside it when the config has a `console:` section."""
+    from mailctl.accounts.web import app_from_env
 
+    accounts = app_from_env()
     config = _config_from_env()
-    accounts = accounts_app(open_service(config))
     if config.file.console is None:
         return accounts
-    return Combined(accounts, build(config, os.environ.get("MAILCTL_CONSOLE_URL") or None))
+    url = os.environ.get("MAILCTL_CONSOLE_URL") or config.file.console.public_url
+    if not url:  # same listener as the accounts API
+        from mailctl.accounts.context import settings_of as accounts_settings
+
+        web = accounts_settings(config).web
+        url = f"http://{web.host}:{web.port}"
+    return Combined(accounts, build(config, url))
