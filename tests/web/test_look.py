@@ -100,3 +100,25 @@ def test_templates_have_no_inline_script_or_style() -> None:
     for path in (HERE / "templates").glob("*.html"):
         text = path.read_text()
         assert "<script" not in text and "style=" not in text and " on" + "click" not in text, path
+
+
+def test_screenshots_for_the_docs(site: Site, browser) -> None:
+    """The pictures in docs/console.md (kept with MAILCTL_SCREENSHOTS=docs/img)."""
+    desk = browser.new_context(viewport={"width": 1200, "height": 700})
+    phone = browser.new_context(viewport=PHONE, device_scale_factor=1, is_mobile=True)
+    try:
+        page = desk.new_page()
+        sign_in(page, site, "admin", expect="/admin")
+        assert page.locator("#domains tbody tr").count() >= 1
+        _keep(page, "console-dashboard.png", full=False)
+        page = phone.new_page()
+        sign_in(page, site, "alice", expect="/me")
+        page.fill("#app-name", "Phone")
+        page.click("#app-create")
+        page.goto(site.url + "/me")
+        assert "Phone" in page.inner_text("#app-password-table")
+        _check(page)
+        _keep(page, "console-mailbox.png")
+    finally:
+        desk.close()
+        phone.close()
