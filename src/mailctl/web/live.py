@@ -286,20 +286,32 @@ class ConfigServices:
     def tokens(self, domain: str) -> list[TokenRow]:
         return [self._row(t) for t in self._service().store.tokens() if t.domain == domain]
 
-    def token_invite(self, domain: str, name: str) -> str:
+    def _invite(self, tok: Token, secret: str | None) -> str | None:
+        import dataclasses
+
         from mailctl.accounts.qr import dcaccount, invite_url
 
-        svc = self._service()
-        return dcaccount(invite_url(svc.settings.web.public_url, self._token(domain, name)))
+        secret = secret or getattr(tok, "secret", None)
+        if not secret:
+            return None  # the store keeps only its hash: the code was shown when made
+        url = invite_url(self._service().settings.web.public_url,
+                         dataclasses.replace(tok, secret=secret))
+        return dcaccount(url)
+
+    def token_invite(self, domain: str, name: str) -> str | None:
+        return self._invite(self._token(domain, name), None)
 
     def add_token(self, domain: str, name: str, expiry: str, maxuse: int,
-                  prefix: str) -> TokenRow:
+                  prefix: str) -> tuple[TokenRow, str]:
         import secrets
 
-        tok = self._service().store.add_token(name, secrets.token_urlsafe(24), domain, prefix,
-                                              expiry, maxuse, None)
+        secret = secrets.token_urlsafe(24)
+        tok = self._service().store.add_token(name, secret, domain, prefix, expiry, maxuse,
+                                              None)
         self._token_cache = None
-        return self._row(tok)
+        invite = self._invite(tok, secret)
+        assert invite is not None
+        return self._row(tok), invite
 
     def disable_token(self, domain: str, name: str) -> TokenRow:
         self._token(domain, name)

@@ -106,9 +106,11 @@ class ConsoleServices(Protocol):
 
     # -- invite tokens (accounts store) ----------------------------------------
     def tokens(self, domain: str) -> list[TokenRow]: ...
-    def token_invite(self, domain: str, name: str) -> str: ...
+    def token_invite(self, domain: str, name: str) -> str | None:
+        """The DCACCOUNT code, or None when the store keeps only the secret's hash."""
     def add_token(self, domain: str, name: str, expiry: str, maxuse: int,
-                  prefix: str) -> TokenRow: ...
+                  prefix: str) -> tuple[TokenRow, str]:
+        """The new token and its DCACCOUNT code (holding the secret)."""
     def disable_token(self, domain: str, name: str) -> TokenRow: ...
 
     # -- checks ----------------------------------------------------------------

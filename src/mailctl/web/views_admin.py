@@ -116,9 +116,10 @@ def routes(c: Console) -> list[Route]:
                              ) from None
         if not 1 <= maxuse <= 1_000_000:
             raise E.BadInput("uses must be between 1 and 1000000.")
-        await c.call(s.add_token, name, tname, expiry, maxuse, prefix)
+        row, invite = await c.call(s.add_token, name, tname, expiry, maxuse, prefix)
         c.audit(request, who, "create token", f"{name}/{tname}")
-        return c.redirect(f"/admin/domains/{name}/tokens/{tname}")
+        return c.page(request, "token.html", domain=name, t=row, invite=invite,
+                      qr=qr_data_uri(invite), created=True)
 
     async def token(request: Request) -> Response:
         name, tname = request.path_params["domain"], request.path_params["token"]
@@ -128,7 +129,7 @@ def routes(c: Console) -> list[Route]:
             raise E.NotFound(f"no token {tname} for {name}")
         invite = await c.call(s.token_invite, name, tname)
         return c.page(request, "token.html", domain=name, t=rows[0], invite=invite,
-                      qr=qr_data_uri(invite))
+                      qr=qr_data_uri(invite) if invite else None, created=False)
 
     async def token_disable(request: Request, form: FormData) -> Response:
         name, tname = request.path_params["domain"], request.path_params["token"]
