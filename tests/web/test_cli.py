@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -148,3 +149,38 @@ def test_serve_runs_the_console_in_the_same_process(cfg: Path) -> None:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=20)
     assert "Traceback" not in err
+
+
+def test_dms_passwd_and_app_passwords_on_the_sandbox(mailstack, tmp_path: Path) -> None:
+    from tests.fixtures.mailstack import imap_login, unique_domain
+
+    domain = unique_domain("cli")
+    (tmp_path / "pw").write_text("an initial password 123")
+    write_config(tmp_path, f"""\
+        providers:
+          sb: {{type: dms, path: "{mailstack.dms_dir}"}}
+        domains:
+          {domain}:
+            provider: sb
+            mailboxes: [{{local_part: carol, password: "${{file:pw}}"}}]
+        """)
+    assert run_cli("apply", cwd=tmp_path).code == 0
+    carol, info = f"carol@{domain}", mailstack.info
+    assert imap_login(info, carol, "an initial password 123")
+    r = run_cli("app-passwords", "add", carol, "--name", "Laptop", cwd=tmp_path)
+    assert r.code == 0, r.all
+    app = r.err.strip().splitlines()[-1].strip()
+    assert app not in r.out and imap_login(info, carol, app)
+    r = run_cli("app-passwords", "list", carol, "--json", cwd=tmp_path)
+    entry = json.loads(r.out)["app_passwords"][0]
+    assert entry["name"] == "Laptop" and entry["created"]
+    out = tmp_path / "new.tsv"
+    r = run_cli("passwd", carol, "--secrets-out", str(out), cwd=tmp_path)
+    assert r.code == 0 and oct(out.stat().st_mode & 0o777) == "0o600"
+    new = out.read_text().split("\t")[1].strip()
+    assert new not in r.all
+    assert imap_login(info, carol, new) and not imap_login(info, carol, "an initial password 123")
+    assert imap_login(info, carol, app)  # the app password survives the reset
+    r = run_cli("app-passwords", "revoke", carol, entry["id"], cwd=tmp_path)
+    assert r.code == 0 and not imap_login(info, carol, app)
+    assert "BEGIN mailctl app passwords" in (mailstack.dms_dir / "dovecot.cf").read_text()
