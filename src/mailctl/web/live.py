@@ -25,8 +25,8 @@ from mailctl.web.services import DomainSummary, Job, MailboxRow, TokenRow
 from mailctl.web.state import ConsoleState, DnsResult, ProbeRun
 
 if TYPE_CHECKING:
+    from mailctl.accounts.model import Token
     from mailctl.accounts.service import AccountService
-    from mailctl.accounts.store import Token
     from mailctl.config.load import Config
     from mailctl.providers.base import AppPassword, Capabilities
     from mailctl.secret import Secret
@@ -287,16 +287,11 @@ class ConfigServices:
         return [self._row(t) for t in self._service().store.tokens() if t.domain == domain]
 
     def _invite(self, tok: Token, secret: str | None) -> str | None:
-        import dataclasses
-
         from mailctl.accounts.qr import dcaccount, invite_url
 
-        secret = secret or getattr(tok, "secret", None)
-        if not secret:
+        if not (secret or tok.secret):
             return None  # the store keeps only its hash: the code was shown when made
-        url = invite_url(self._service().settings.web.public_url,
-                         dataclasses.replace(tok, secret=secret))
-        return dcaccount(url)
+        return dcaccount(invite_url(self._service().settings.web.public_url, tok, secret))
 
     def token_invite(self, domain: str, name: str) -> str | None:
         return self._invite(self._token(domain, name), None)
