@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from mailctl import __version__
-from mailctl.cli import accounts, dns, probe, provision, sandbox, starter, sync
+from mailctl.cli import (
+    accounts,
+    console,
+    dns,
+    passwords,
+    probe,
+    provision,
+    sandbox,
+    starter,
+    sync,
+)
 from mailctl.cli.common import INTERRUPTED, OK, USAGE, json_error
 
 if TYPE_CHECKING:
@@ -80,6 +90,8 @@ app.add_typer(sandbox.app, name="sandbox", help="A real Dovecot + Postfix on loo
 app.add_typer(dns.app, name="dns", help="The records a mail domain needs, checked live.")
 app.add_typer(dns.dkim_app, name="dkim", help="DKIM keys for self-hosted domains.")
 probe.register(app)
+console.register(app)
+passwords.register(app)
 
 
 # -- help text: metavars a person can read ----------------------------------------------

@@ -16,6 +16,7 @@ from mailctl.accounts.settings import AccountsSettings
 from mailctl.dns.settings import DnsHostsSettings, DnsSettings
 from mailctl.probe.settings import ProbeSettings
 from mailctl.util.sizes import parse_size
+from mailctl.web.settings import ConsoleSettings
 
 
 class Strict(BaseModel):
@@ -195,3 +196,4 @@ class ConfigFile(Strict):
     accounts: AccountsSettings | None = None
     probe: ProbeSettings | None = None
     dns: DnsHostsSettings | None = None
+    console: ConsoleSettings | None = None

@@ -28,10 +28,20 @@ VIRTUAL_FILE = "postfix-virtual.cf"
 QUOTAS_FILE = "dovecot-quotas.cf"
 RELAYMAP_FILE = "postfix-relaymap.cf"  # @domain [host]:port (setup relay add-domain)
 RELAY_SASL_FILE = "postfix-sasl-password.cf"  # @domain user:password (setup relay add-auth)
-DMS_FILES = (ACCOUNTS_FILE, VIRTUAL_FILE, QUOTAS_FILE, RELAYMAP_FILE, RELAY_SASL_FILE)
+# dms copies `dovecot.cf` to /etc/dovecot/local.conf at start, which Debian's
+# dovecot.conf includes last (setup.d/dovecot.sh); files it names under the config
+# folder (/tmp/docker-mailserver in the container) are read by Dovecot in place,
+# such as mailctl's app-password passdb (providers/dms/selfservice.py).
+DOVECOT_CF = "dovecot.cf"
+APP_PASSWORDS_FILE = "dovecot-app-passwords.cf"
+DMS_FILES = (ACCOUNTS_FILE, VIRTUAL_FILE, QUOTAS_FILE, RELAYMAP_FILE, RELAY_SASL_FILE,
+             DOVECOT_CF, APP_PASSWORDS_FILE)
+CONTAINER_DIR = "/tmp/docker-mailserver"
 
 # What the daemons read, relative to the maps directory.
 DOVECOT_USERS = "dovecot-users"
+DOVECOT_LOCAL = "dovecot-local.conf"  # dovecot.cf, its container paths mapped
+APP_PASSWORDS_SEEN = "app-passwords.sha256"  # only to know when Dovecot must re-read
 POSTFIX_DOMAINS = "postfix-vhost"
 POSTFIX_MAILBOXES = "postfix-vmailbox"
 POSTFIX_VIRTUAL = "postfix-virtual"
@@ -211,6 +221,18 @@ def dovecot_users(cfg: DmsConfig) -> str:
     return "".join(out)
 
 
+def dovecot_local(data: bytes | None, dms_dir: Path) -> str:
+    """dms's `dovecot.cf` as its container would load it, with the config folder's
+    container path mapped to where the sandbox finds it."""
+    if data is None:
+        return "# no dovecot.cf in the dms config folder\n"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RenderError(f"{DOVECOT_CF}: not UTF-8 ({exc.reason})") from None
+    return text.replace(CONTAINER_DIR + "/", f"{Path(dms_dir).absolute()}/")
+
+
 def postfix_maps(cfg: DmsConfig, implicit_self_aliases: bool = False) -> dict[str, str]:
     accounts = [a.address for a in cfg.accounts]
     virtual = dict(cfg.virtual)
@@ -299,6 +321,12 @@ def render(
     mtime = _dovecot_mtime(users_path)
     if write_atomic(users_path, users, mode=mode, mtime=mtime, gid=users_gid):
         changed.append(DOVECOT_USERS)
+    local = dovecot_local(raw.get(DOVECOT_CF), dms_dir)
+    if write_atomic(maps_dir / DOVECOT_LOCAL, local, mode=0o644):
+        changed.append(DOVECOT_LOCAL)
+    seen = hashlib.sha256(raw.get(APP_PASSWORDS_FILE) or b"").hexdigest() + "\n"
+    if write_atomic(maps_dir / APP_PASSWORDS_SEEN, seen, mode=0o600):
+        changed.append(APP_PASSWORDS_SEEN)
     backdated = time.time() - _POSTFIX_BACKDATE_S
     relay = relay_maps(raw)
     for name, text in {**postfix_maps(cfg, implicit_self_aliases), **relay}.items():

@@ -26,7 +26,14 @@ from pathlib import Path
 
 from mailctl.sandbox import daemons, procs
 from mailctl.sandbox.daemons import Ids, Layout
-from mailctl.sandbox.render import DOVECOT_USERS, RenderError, RenderResult, render
+from mailctl.sandbox.render import (
+    APP_PASSWORDS_SEEN,
+    DOVECOT_LOCAL,
+    DOVECOT_USERS,
+    RenderError,
+    RenderResult,
+    render,
+)
 from mailctl.sandbox.state import (
     DEFAULT_PORTS,
     STATE_FILE,
@@ -293,7 +300,8 @@ class Sandbox:
             # sent right now could still meet an old cleanup/smtpd.
             old += procs.children(pf)
             os.kill(pf, signal.SIGHUP)
-        if dc and (force or DOVECOT_USERS in result.changed):
+        dovecot_inputs = {DOVECOT_USERS, DOVECOT_LOCAL, APP_PASSWORDS_SEEN}
+        if dc and (force or dovecot_inputs & set(result.changed)):
             # An auth process re-checks the passwd-file at most once a second
             # (db-passwd-file.c), so only a fresh auth process is sure to see it.
             old += [c for c in procs.children(dc) if _is_auth(procs.cmdline(c.pid))]
