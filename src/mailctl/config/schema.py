@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mailctl.accounts.settings import AccountsSettings
-from mailctl.dns.settings import DnsSettings
+from mailctl.dns.settings import DnsHostsSettings, DnsSettings
 from mailctl.probe.settings import ProbeSettings
 from mailctl.util.sizes import parse_size
 
@@ -173,9 +173,18 @@ class ProviderConfig(BaseModel):
 
 
 class Safety(Strict):
-    max_update_share: float = Field(0.3, ge=0, le=1)
-    max_delete_share: float = Field(0.3, ge=0, le=1)
-    min_existing: int = Field(10, ge=0)
+    """Shares are fractions (0.3 = 30 %), not percentages: strict, so `true` or `"7"`
+    is not quietly read as a number."""
+
+    max_update_share: float = Field(0.3, ge=0, le=1, strict=True, allow_inf_nan=False,
+                                    description="refuse updates beyond this share of a "
+                                    "domain's existing objects (0..1)")
+    max_delete_share: float = Field(0.3, ge=0, le=1, strict=True, allow_inf_nan=False,
+                                    description="refuse deletes beyond this share of a "
+                                    "domain's existing objects (0..1)")
+    min_existing: int = Field(10, ge=0, strict=True,
+                              description="domains with fewer existing objects are "
+                              "not limited")
 
 
 class ConfigFile(Strict):
@@ -185,3 +194,4 @@ class ConfigFile(Strict):
     safety: Safety = Safety()
     accounts: AccountsSettings | None = None
     probe: ProbeSettings | None = None
+    dns: DnsHostsSettings | None = None

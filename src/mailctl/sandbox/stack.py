@@ -211,10 +211,10 @@ class Sandbox:
                 raise SandboxError(f"{name} port {self.host}:{port} is not available ({why}); "
                                    "choose other ports")
 
-    def _render(self, info_users_gid: int, implicit: bool) -> RenderResult:
+    def _render(self, info_users_gid: int, implicit: bool, postfix_gid: int = -1) -> RenderResult:
         try:
             result = render(self.dms_dir, self.lay.maps, implicit_self_aliases=implicit,
-                            users_gid=info_users_gid)
+                            users_gid=info_users_gid, postfix_gid=postfix_gid)
         except RenderError as exc:
             raise SandboxError(str(exc)) from None
         for warning in result.warnings:
@@ -227,7 +227,7 @@ class Sandbox:
         ids = Ids.resolve(self.with_postfix)
         daemons.prepare_dirs(self.lay, ids, self.with_postfix)
         ca_file = daemons.ensure_cert(self.lay, self.host)
-        result = self._render(ids.users_gid, self.implicit_self_aliases)
+        result = self._render(ids.users_gid, self.implicit_self_aliases, ids.postfix_gid)
         info = SandboxInfo(
             state_dir=self.state_dir, dms_dir=self.dms_dir, host=self.host, ports=ports,
             ca_file=ca_file, lmtp_socket=self.lay.run / "lmtp", log_dir=self.lay.logs,
@@ -281,7 +281,8 @@ class Sandbox:
         procs.stop_masters(masters, STOP_TIMEOUT, log.warning)
 
     def _reload_locked(self, info: SandboxInfo, force: bool) -> None:
-        result = self._render(Ids.resolve(info.postfix).users_gid, info.implicit_self_aliases)
+        ids = Ids.resolve(info.postfix)
+        result = self._render(ids.users_gid, info.implicit_self_aliases, ids.postfix_gid)
         postfix_maps = any(name.startswith("postfix-") for name in result.changed)
         pf = self._postfix_pid(info) if info.postfix else None
         dc = self._dovecot_pid(info)
