@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from mailctl.cli import dns_publish
-from mailctl.cli.common import USAGE, err, fail
+from mailctl.cli.common import USAGE, check_output_file, err, fail
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -288,6 +288,7 @@ def dkim_generate_cmd(
         fail(f"--bits {bits} is out of range (expected 1024..4096, 2048 recommended, "
              "RFC 8301)", USAGE)
     path = key_file or Path(f"{name}.{selector}.key")
+    check_output_file(path, "--key-file")
     if path.exists() and not force:
         fail(f"{path} exists; use --force to replace it (the old key stops working)")
     key = generate_key(name, selector, bits=bits, algorithm=algorithm)

@@ -91,9 +91,10 @@ class CleanZones:
         if not self.dirty:
             return
         from mailctl.util.atomic import atomic_write
+        from mailctl.util.private import private_dir
 
         try:
-            self.path.parent.mkdir(mode=0o700, exist_ok=True)
+            private_dir(self.path.parent)
             atomic_write(self.path, json.dumps(self.data, sort_keys=True), mode=0o600)
         except OSError:
             pass  # a cache: never fail a plan for it
