@@ -196,11 +196,17 @@ def run(argv: list[str] | None = None) -> int:
         show = getattr(exc, "show", None)
         if callable(show) and hasattr(exc, "exit_code"):
             code = USAGE if int(exc.exit_code) == 2 else int(exc.exit_code)
+            fmt = getattr(exc, "format_message", None)
+            message = str(fmt() if callable(fmt) else exc)
             if wants_json:
-                fmt = getattr(exc, "format_message", None)
-                message = fmt() if callable(fmt) else str(exc)
-                json_error("usage" if code == USAGE else "failed", str(message), code)
-            show()
+                json_error("usage" if code == USAGE else "failed", message, code)
+            ctx = getattr(exc, "ctx", None)
+            if code == USAGE and ctx is not None:
+                # One line, like every other usage error (docs/cli.md), not click's box.
+                where = getattr(ctx, "command_path", "mailctl")
+                typer.echo(f"error: {message.rstrip('.')} (see '{where} --help')", err=True)
+            else:
+                show()
             return code
         if type(exc).__name__ in ("Exit", "Abort"):  # click's own, from a vendored copy
             return int(getattr(exc, "exit_code", 1))
