@@ -79,7 +79,13 @@ def plan_table(plan: DnsPlan, console: Console) -> None:
     from rich.text import Text
 
     compact = sum(len(z.changes) for z in plan.zones) > TABLE_ROWS
+    quiet = [z for z in plan.zones if not z.changes and not z.unpublished]
+    quiet_ids = {id(z) for z in quiet}
+    if quiet:  # one block: rich renders a line at ~1 ms, a third of a 100-zone no-change plan
+        console.print(Text("\n".join(_summary(z) for z in quiet)), highlight=False)
     for zone in plan.zones:
+        if id(zone) in quiet_ids:
+            continue
         if compact:  # plain text, written as one block
             lines = [_summary(zone)]
             _compact(zone, lines)

@@ -27,13 +27,21 @@ from mailctl.dns.desired import (
     targets_from_config,
     txt_prefixes,
 )
-from mailctl.dns.hosts import HostConfigError, HostError, PublishError, Refused, references
+from mailctl.dns.hosts import (
+    HostConfigError,
+    HostError,
+    LazyHost,
+    PublishError,
+    Refused,
+    references,
+)
 from mailctl.dns.records import known_records
 from mailctl.dns.zoneplan import Change, DnsPlan, ZoneOutcome, ZonePlan
 
 if TYPE_CHECKING:
     from mailctl.config.load import Config
     from mailctl.dns.plancache import CleanZones
+    from mailctl.dns.scope import MailScope
 
 
 __all__ = ["Change", "DnsPlan", "HostConfigError", "HostError", "PublishError", "Refused",
@@ -95,12 +103,13 @@ def _failure(target: Target, exc: BaseException) -> HostError:
 def _plan_target(target: Target, provider: Any, prefixes: tuple[str, ...],
                  cache: CleanZones | None = None) -> ZonePlan:
     from mailctl.dns import plancache
-    from mailctl.dns.scope import MailScope
 
     records, notes = published_records(target)
     known = [r for spec in target.specs for r in known_records(spec)]
 
     def scope() -> MailScope:
+        from mailctl.dns.scope import MailScope  # octoDNS: only once a zone is read
+
         return MailScope(target.zone, known, prefixes)
 
     limits = (target.host.max_update_share, target.host.max_delete_share,
@@ -127,6 +136,9 @@ def _plan_target(target: Target, provider: Any, prefixes: tuple[str, ...],
         hit = cache.get(zone_key, serial) if serial is not None else None
         if hit is not None:
             return zone_plan(None, *hit)
+    if isinstance(provider, LazyHost):
+        provider = provider.opened()
+    _quiet_octodns()
     desired, purposes = desired_zone(target, records)
     processor = scope()
     try:
@@ -170,10 +182,9 @@ def make_plan(config: Config, domains: Sequence[str] = (), *, ttl: int | None = 
     """
     from mailctl.config.refs import Resolver
     from mailctl.dns import plancache
-    from mailctl.dns.hosts import open_host
+    from mailctl.dns.hosts import LazyHost as open_host
     from mailctl.dns.serverrelay import plan_server_relays
 
-    _quiet_octodns()
     resolver = Resolver(config.base_dir.resolve())  # only the DNS hosts' credentials
     targets, skipped = targets_from_config(config, domains, ttl)
     names = [s.domain for t in targets for s in t.specs] + skipped
