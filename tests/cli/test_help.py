@@ -100,3 +100,24 @@ def test_every_command_is_in_docs_cli_md(name: str, cmd: Any) -> None:
     else:
         pattern = rf"mailctl {re.escape(name)}(?![\w-])"
     assert re.search(pattern, docs), f"mailctl {name} is not in docs/cli.md"
+
+
+def test_a_named_command_builds_only_its_branch(tmp_path: Path) -> None:
+    """Start-up builds the one command a line names; help, suggestions and the
+    whole tree are unchanged for everything else."""
+    from mailctl.cli.app import command
+
+    whole = command([])
+    assert len(whole.commands) > 10  # type: ignore[attr-defined]
+    branch = command(["dns", "plan", "--json"])
+    assert list(branch.commands) == ["dns"]  # type: ignore[attr-defined]
+    assert list(branch.commands["dns"].commands) == ["plan"]  # type: ignore[attr-defined]
+    helped: Any = command(["dns", "--help"])
+    mistyped: Any = command(["dsn", "plan"])
+    everything: Any = whole
+    assert list(helped.commands["dns"].commands) == list(everything.commands["dns"].commands)
+    assert mistyped.commands.keys() == everything.commands.keys()
+    r = run_cli("dns", "plna", cwd=tmp_path)
+    assert r.code == 64 and "Did you mean 'plan'?" in r.err
+    r = run_cli("dns", "plan", "--help", cwd=tmp_path)
+    assert r.code == 0 and "mailctl dns plan" in r.out
