@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mailctl.accounts.settings import AccountsSettings
 from mailctl.dns.settings import DnsSettings
 from mailctl.probe.settings import ProbeSettings
+from mailctl.reports.settings import ReportsSettings
 from mailctl.util.sizes import parse_size
 
 
@@ -185,3 +186,4 @@ class ConfigFile(Strict):
     safety: Safety = Safety()
     accounts: AccountsSettings | None = None
     probe: ProbeSettings | None = None
+    reports: ReportsSettings | None = None

@@ -123,7 +123,7 @@ seen = Table(
     "report_seen", metadata,
     Column("origin", String(300), primary_key=True),
     Column("uidvalidity", BigInteger, primary_key=True),
-    Column("uid", BigInteger, primary_key=True),
+    Column("key", String(255), primary_key=True),
     Column("at", Integer, nullable=False),
 )
 
@@ -133,7 +133,7 @@ moves = Table(
     "report_moves", metadata,
     Column("origin", String(300), primary_key=True),
     Column("uidvalidity", BigInteger, primary_key=True),
-    Column("uid", BigInteger, primary_key=True),
+    Column("key", String(255), primary_key=True),
     Column("digest", String(64), nullable=False),
     Column("at", Integer, nullable=False),
 )

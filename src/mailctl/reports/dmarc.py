@@ -226,10 +226,10 @@ def parse_dmarc(data: bytes, limits: Limits = DEFAULT_LIMITS) -> DmarcReport:
         raise Rejected("unused", "the attachment holds only the word 'unused' "
                        "(a known Yahoo/AOL reporter bug, not a report)")
     notes: list[str] = []
+    target: _Target | None = None
     try:
         target = _parse_xml(data, limits)
     except _XmlError as first:
-        target = None
         applied: list[str] = []
         for note, fixed in _repairs(data):
             applied.append(note)
@@ -241,6 +241,7 @@ def parse_dmarc(data: bytes, limits: Limits = DEFAULT_LIMITS) -> DmarcReport:
             break
         if target is None:
             raise Rejected("malformed", f"not well-formed XML: {first}") from None
+    assert target is not None
     return _build(target, notes)
 
 

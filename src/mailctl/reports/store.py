@@ -113,45 +113,45 @@ class ReportStore:
                 return c.execute(stmt).first() is not None
         return conn.execute(stmt).first() is not None
 
-    def mark_seen(self, origin: str, uidvalidity: int, uids: Iterable[int],
+    def mark_seen(self, origin: str, uidvalidity: int, keys: Iterable[str],
                   conn: Connection | None = None) -> None:
-        rows = [{"origin": origin[:300], "uidvalidity": uidvalidity, "uid": u,
-                 "at": int(time.time())} for u in uids]
+        rows = [{"origin": origin[:300], "uidvalidity": uidvalidity, "key": k[:255],
+                 "at": int(time.time())} for k in keys]
         if not rows:
             return
         stmt = self._insert(db.seen).on_conflict_do_nothing(
-            index_elements=["origin", "uidvalidity", "uid"])
+            index_elements=["origin", "uidvalidity", "key"])
         if conn is None:
             with self.engine.begin() as c:
                 c.execute(stmt, rows)
         else:
             conn.execute(stmt, rows)
 
-    def seen_uids(self, origin: str, uidvalidity: int) -> set[int]:
+    def seen_keys(self, origin: str, uidvalidity: int) -> set[str]:
         with self.engine.connect() as c:
-            return {int(r[0]) for r in c.execute(select(db.seen.c.uid).where(and_(
+            return {str(r[0]) for r in c.execute(select(db.seen.c.key).where(and_(
                 db.seen.c.origin == origin[:300], db.seen.c.uidvalidity == uidvalidity)))}
 
     # -- copy+delete moves (servers without MOVE) ------------------------------------
 
-    def begin_move(self, origin: str, uidvalidity: int, uid: int, digest: str) -> None:
+    def begin_move(self, origin: str, uidvalidity: int, key: str, digest: str) -> None:
         with self.engine.begin() as c:
             c.execute(self._insert(db.moves).values(
-                origin=origin[:300], uidvalidity=uidvalidity, uid=uid, digest=digest,
+                origin=origin[:300], uidvalidity=uidvalidity, key=key[:255], digest=digest,
                 at=int(time.time())).on_conflict_do_nothing(
-                index_elements=["origin", "uidvalidity", "uid"]))
+                index_elements=["origin", "uidvalidity", "key"]))
 
-    def end_move(self, origin: str, uidvalidity: int, uids: Iterable[int]) -> None:
+    def end_move(self, origin: str, uidvalidity: int, keys: Iterable[str]) -> None:
         with self.engine.begin() as c:
-            for u in uids:
+            for k in keys:
                 c.execute(delete(db.moves).where(and_(
                     db.moves.c.origin == origin[:300], db.moves.c.uidvalidity == uidvalidity,
-                    db.moves.c.uid == u)))
+                    db.moves.c.key == k[:255])))
 
-    def pending_moves(self, origin: str, uidvalidity: int) -> dict[int, str]:
+    def pending_moves(self, origin: str, uidvalidity: int) -> dict[str, str]:
         with self.engine.connect() as c:
-            return {int(r[0]): str(r[1]) for r in c.execute(
-                select(db.moves.c.uid, db.moves.c.digest).where(and_(
+            return {str(r[0]): str(r[1]) for r in c.execute(
+                select(db.moves.c.key, db.moves.c.digest).where(and_(
                     db.moves.c.origin == origin[:300],
                     db.moves.c.uidvalidity == uidvalidity)))}
 
@@ -164,7 +164,7 @@ class ReportStore:
         out: dict[str, int] = {}
         with self.engine.begin() as c:
             old = select(db.reports.c.id).where(db.reports.c.end < horizon)
-            for name, table in (("records", db.records), ("tls", db.tls_results),
+            for _name, table in (("records", db.records), ("tls", db.tls_results),
                                 ("failures", db.failures)):
                 c.execute(delete(table).where(table.c.report.in_(old)))
             out["reports"] = int(c.execute(delete(db.reports).where(

@@ -124,9 +124,8 @@ def _policy(p: Any, i: int, notes: list[str]) -> TlsPolicy:
     for j, d in enumerate(details):
         if not isinstance(d, dict) or not _str(d.get("result-type")):
             raise Rejected("schema", f"policies[{i}] failure-details[{j}] has no result-type")
-        if "sending-mta-ip" not in d:
-            if "no sending-mta-ip" not in notes:
-                notes.append("no sending-mta-ip")
+        if "sending-mta-ip" not in d and "no sending-mta-ip" not in notes:
+            notes.append("no sending-mta-ip")
         out.failures.append(TlsFailure(
             result_type=_str(d["result-type"], 64).lower(),
             sessions=_count(d.get("failed-session-count", 0),

@@ -95,14 +95,14 @@ def upgrade() -> None:
         "report_seen",
         sa.Column("origin", sa.String(300), primary_key=True),
         sa.Column("uidvalidity", sa.BigInteger, primary_key=True),
-        sa.Column("uid", sa.BigInteger, primary_key=True),
+        sa.Column("key", sa.String(255), primary_key=True),
         sa.Column("at", sa.Integer, nullable=False),
     )
     op.create_table(
         "report_moves",
         sa.Column("origin", sa.String(300), primary_key=True),
         sa.Column("uidvalidity", sa.BigInteger, primary_key=True),
-        sa.Column("uid", sa.BigInteger, primary_key=True),
+        sa.Column("key", sa.String(255), primary_key=True),
         sa.Column("digest", sa.String(64), nullable=False),
         sa.Column("at", sa.Integer, nullable=False),
     )
