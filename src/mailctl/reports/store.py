@@ -57,6 +57,16 @@ class ReportStore:
     def _insert(self, table: Any) -> Any:
         return (postgresql.insert if self.pg else sqlite.insert)(table)
 
+    def _sql(self, table: Any, cols: Sequence[str], tail: str = "") -> str:
+        """A plain INSERT for the DB-API's executemany. The hot path of an import: Core's
+        per-row parameter processing measured 57 us a row (2 s of a 35,000-record import)
+        against 6 us for tuples handed to the driver. Same SQL on SQLite and PostgreSQL
+        but for the parameter marker."""
+        mark = "%s" if self.pg else "?"
+        quoted = ", ".join(f'"{c}"' for c in cols)
+        return (f'INSERT INTO {table.name} ({quoted}) VALUES '
+                f'({", ".join([mark] * len(cols))}){tail}')
+
     # -- writing ---------------------------------------------------------------------
 
     def add(self, reports: Sequence[Report], origin: str = "", now: float | None = None,
@@ -68,18 +78,17 @@ class ReportStore:
         ts = int(now if now is not None else time.time())
         horizon = ts - retention_days * DAY if retention_days else None
         stored = dup = expired = 0
+        report_sql = self._sql(db.reports, _REPORT_COLS, " ON CONFLICT (kind, reporter, "
+                               "report_id) DO NOTHING RETURNING id")
+        record_sql = self._sql(db.records, _RECORD_COLS)
         for r in reports:
             if horizon is not None and r.end < horizon:
                 expired += 1
                 continue
-            stmt = self._insert(db.reports).values(
-                kind=str(r.kind), reporter=reporter_key(r), report_id=r.report_id,
-                org=r.reporter[:255], email=r.email[:320], domain=r.domain[:253],
-                begin=r.begin, end=r.end, day=(r.begin + r.end) // 2 // DAY, received=ts,
-                policy=_policy_text(r), notes="\n".join(r.notes)[:4000], origin=origin[:300],
-            ).on_conflict_do_nothing(index_elements=["kind", "reporter", "report_id"]
-                                     ).returning(db.reports.c.id)
-            row = conn.execute(stmt).first()
+            row = conn.exec_driver_sql(report_sql, (
+                str(r.kind), reporter_key(r), r.report_id, r.reporter[:255], r.email[:320],
+                r.domain[:253], r.begin, r.end, (r.begin + r.end) // 2 // DAY, ts,
+                _policy_text(r), "\n".join(r.notes)[:4000], origin[:300])).first()
             if row is None:
                 dup += 1
                 continue
@@ -87,7 +96,7 @@ class ReportStore:
             rid = int(row[0])
             if isinstance(r, DmarcReport):
                 if r.records:
-                    conn.execute(insert(db.records), [_record_row(rid, n, x)
+                    conn.exec_driver_sql(record_sql, [_record_row(rid, n, x)
                                                       for n, x in enumerate(r.records)])
             elif isinstance(r, TlsReport):
                 rows = _tls_rows(rid, r)
@@ -275,16 +284,19 @@ class ReportStore:
                              for ip, n in names.items()])
 
 
-def _record_row(rid: int, n: int, x: Any) -> dict[str, Any]:
-    return {
-        "report": rid, "n": n, "source_ip": x.source_ip, "count": x.count,
-        "disposition": x.disposition, "dkim": x.dkim, "spf": x.spf,
-        "header_from": x.header_from, "envelope_from": x.envelope_from,
-        "envelope_to": x.envelope_to,
-        "dkim_auth": "; ".join(a.compact() for a in x.dkim_results)[:1000],
-        "spf_auth": "; ".join(a.compact() for a in x.spf_results)[:1000],
-        "reasons": "; ".join(x.reasons)[:500],
-    }
+_REPORT_COLS = ("kind", "reporter", "report_id", "org", "email", "domain", "begin", "end",
+                "day", "received", "policy", "notes", "origin")
+_RECORD_COLS = ("report", "n", "source_ip", "count", "disposition", "dkim", "spf",
+                "header_from", "envelope_from", "envelope_to", "dkim_auth", "spf_auth",
+                "reasons")
+
+
+def _record_row(rid: int, n: int, x: Any) -> tuple[Any, ...]:
+    return (rid, n, x.source_ip, x.count, x.disposition, x.dkim, x.spf, x.header_from,
+            x.envelope_from, x.envelope_to,
+            "; ".join([a.compact() for a in x.dkim_results])[:1000],
+            "; ".join([a.compact() for a in x.spf_results])[:1000],
+            "; ".join(x.reasons)[:500])
 
 
 def _tls_rows(rid: int, r: TlsReport) -> list[dict[str, Any]]:
