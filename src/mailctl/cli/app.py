@@ -70,7 +70,7 @@ app.add_typer(dns.app, name="dns", help="The records a mail domain needs, checke
 app.add_typer(dns.dkim_app, name="dkim", help="DKIM keys for self-hosted domains.")
 
 # Capabilities that add commands register themselves: each module has `register(app)`.
-for _name in ("accounts", "sync", "probe"):
+for _name in ("accounts", "sync", "probe", "reports"):
     try:
         _mod = importlib.import_module(f"mailctl.cli.{_name}")
     except ModuleNotFoundError as _exc:  # not built yet

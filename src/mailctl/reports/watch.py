@@ -40,6 +40,7 @@ class Runner:
         self.retention = retention_days
         self.emit, self.progress = emit, progress
         self.stopping = False
+        self._pruned = 0.0
 
     def stop(self, *_: Any) -> None:
         self.stopping = True
@@ -54,6 +55,9 @@ class Runner:
         res = fetch_folder(store, self.rs, mb, folder, self.limits, self.retention, prog,
                            lambda: self.stopping)
         self.emit(res)
+        if self.retention and time.monotonic() - self._pruned > 3600:
+            self.rs.prune(self.retention)  # retention holds in a long-running fetch too
+            self._pruned = time.monotonic()
         return res
 
     def _failed(self, mb: Mailbox, folder: str, exc: Exception) -> FolderResult:
