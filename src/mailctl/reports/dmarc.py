@@ -216,7 +216,7 @@ def _build(t: _Raw, notes: list[str]) -> DmarcReport:
     if t.skipped:
         notes.append(f"{t.skipped} record(s) without source_ip or count skipped")
     version = m.get("version", "")
-    if t.ns == NS_2:
+    if t.ns == "{" + NS_2 + "}":
         version = "2.0"
     notes.extend(f"reporter error: {e}" for e in t.errors)
     return DmarcReport(reporter=org.strip()[:255], email=email.strip()[:320],
