@@ -50,10 +50,10 @@ reports = Table(
     Column("org", String(255), nullable=False),  # the reporter's name as sent
     Column("email", String(320), nullable=False, server_default=""),
     Column("domain", String(253), nullable=False),
-    Column("begin", Integer, nullable=False),
-    Column("end", Integer, nullable=False),
+    Column("begin", BigInteger, nullable=False),
+    Column("end", BigInteger, nullable=False),
     Column("day", Integer, nullable=False),  # days since the epoch of the window's middle
-    Column("received", Integer, nullable=False),
+    Column("received", BigInteger, nullable=False),
     Column("policy", String(255), nullable=False, server_default=""),
     Column("notes", Text, nullable=False, server_default=""),
     Column("origin", String(300), nullable=False, server_default=""),
@@ -113,7 +113,7 @@ rejections = Table(
     Column("reason", String(500), nullable=False),
     Column("origin", String(300), nullable=False),
     Column("size", Integer, nullable=False),
-    Column("at", Integer, nullable=False),
+    Column("at", BigInteger, nullable=False),
     Index("ix_rejections_at", "at"),
 )
 
@@ -124,7 +124,7 @@ seen = Table(
     Column("origin", String(300), primary_key=True),
     Column("uidvalidity", BigInteger, primary_key=True),
     Column("key", String(255), primary_key=True),
-    Column("at", Integer, nullable=False),
+    Column("at", BigInteger, nullable=False),
 )
 
 # A move by copy + delete (servers without MOVE) in progress: after a crash the copy
@@ -135,14 +135,14 @@ moves = Table(
     Column("uidvalidity", BigInteger, primary_key=True),
     Column("key", String(255), primary_key=True),
     Column("digest", String(64), nullable=False),
-    Column("at", Integer, nullable=False),
+    Column("at", BigInteger, nullable=False),
 )
 
 rdns = Table(
     "report_rdns", metadata,
     Column("ip", String(45), primary_key=True),
     Column("name", String(253), nullable=False),  # "" when there is no PTR
-    Column("at", Integer, nullable=False),
+    Column("at", BigInteger, nullable=False),
 )
 
 

@@ -30,10 +30,10 @@ def upgrade() -> None:
         sa.Column("org", sa.String(255), nullable=False),
         sa.Column("email", sa.String(320), nullable=False, server_default=""),
         sa.Column("domain", sa.String(253), nullable=False),
-        sa.Column("begin", sa.Integer, nullable=False),
-        sa.Column("end", sa.Integer, nullable=False),
+        sa.Column("begin", sa.BigInteger, nullable=False),
+        sa.Column("end", sa.BigInteger, nullable=False),
         sa.Column("day", sa.Integer, nullable=False),
-        sa.Column("received", sa.Integer, nullable=False),
+        sa.Column("received", sa.BigInteger, nullable=False),
         sa.Column("policy", sa.String(255), nullable=False, server_default=""),
         sa.Column("notes", sa.Text, nullable=False, server_default=""),
         sa.Column("origin", sa.String(300), nullable=False, server_default=""),
@@ -88,7 +88,7 @@ def upgrade() -> None:
         sa.Column("reason", sa.String(500), nullable=False),
         sa.Column("origin", sa.String(300), nullable=False),
         sa.Column("size", sa.Integer, nullable=False),
-        sa.Column("at", sa.Integer, nullable=False),
+        sa.Column("at", sa.BigInteger, nullable=False),
     )
     op.create_index("ix_rejections_at", "report_rejections", ["at"])
     op.create_table(
@@ -96,7 +96,7 @@ def upgrade() -> None:
         sa.Column("origin", sa.String(300), primary_key=True),
         sa.Column("uidvalidity", sa.BigInteger, primary_key=True),
         sa.Column("key", sa.String(255), primary_key=True),
-        sa.Column("at", sa.Integer, nullable=False),
+        sa.Column("at", sa.BigInteger, nullable=False),
     )
     op.create_table(
         "report_moves",
@@ -104,13 +104,13 @@ def upgrade() -> None:
         sa.Column("uidvalidity", sa.BigInteger, primary_key=True),
         sa.Column("key", sa.String(255), primary_key=True),
         sa.Column("digest", sa.String(64), nullable=False),
-        sa.Column("at", sa.Integer, nullable=False),
+        sa.Column("at", sa.BigInteger, nullable=False),
     )
     op.create_table(
         "report_rdns",
         sa.Column("ip", sa.String(45), primary_key=True),
         sa.Column("name", sa.String(253), nullable=False),
-        sa.Column("at", sa.Integer, nullable=False),
+        sa.Column("at", sa.BigInteger, nullable=False),
     )
 
 
