@@ -20,9 +20,9 @@ import json
 import random
 import zipfile
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
-from datetime import UTC, datetime
 
 STYLES = ("google", "microsoft", "yahoo", "mailru", "dmarcbis")
 REPORTERS = {
@@ -269,11 +269,11 @@ EXTERNAL_DTD = (b'<?xml version="1.0"?>\n<!DOCTYPE feedback SYSTEM "http://127.0
 
 def zip_bomb(unpacked_mib: int = 100) -> bytes:
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
-        with z.open("report.xml", "w", force_zip64=True) as fh:
-            block = b"\0" * (1 << 20)
-            for _ in range(unpacked_mib):
-                fh.write(block)
+    with (zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z,
+          z.open("report.xml", "w", force_zip64=True) as fh):
+        block = b"\0" * (1 << 20)
+        for _ in range(unpacked_mib):
+            fh.write(block)
     return buf.getvalue()
 
 

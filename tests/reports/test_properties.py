@@ -4,12 +4,13 @@ in bounded time (hypothesis' deadline) and without unbounded growth."""
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailctl.reports.dmarc import parse_dmarc
-from mailctl.reports.ingest import read_file, read_message
+from mailctl.reports.ingest import Outcome, read_file, read_message
 from mailctl.reports.model import Rejected
 from mailctl.reports.tlsrpt import parse_tlsrpt
 from tests.reports import gen
@@ -25,10 +26,10 @@ MAIL = gen.report_mail("google", "acme.test", "d@acme.test", "google.com!acme.te
                        "application/zip", gen.zipped("r.xml", VALID), report_id="p1", when=5)
 
 
-def _outcome_ok(outs: list[object]) -> None:
+def _outcome_ok(outs: Sequence[Outcome]) -> None:
     for o in outs:
-        assert o.status in ("report", "rejected", "not_report")  # type: ignore[attr-defined]
-        for r in o.rejections:  # type: ignore[attr-defined]
+        assert o.status in ("report", "rejected", "not_report")
+        for r in o.rejections:
             assert isinstance(r, Rejected) and r.code and r.reason
 
 

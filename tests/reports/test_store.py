@@ -14,6 +14,7 @@ import pytest
 
 from mailctl.reports import db
 from mailctl.reports.ingest import read_file
+from mailctl.reports.model import DmarcReport
 from mailctl.reports.store import ReportStore
 from tests.reports import gen
 
@@ -28,6 +29,12 @@ def _reports(n: int, seed: int = 1, begin: int | None = None) -> list[tuple[str,
         out.append((name, data))
     del t0
     return out
+
+
+def _nrecords(name: str, data: bytes) -> int:
+    r = read_file(name, data)[0].reports[0]
+    assert isinstance(r, DmarcReport)
+    return len(r.records)
 
 
 def _store_all(store: ReportStore, files: list[tuple[str, bytes]]) -> tuple[int, int]:
@@ -60,14 +67,14 @@ def test_same_report_twice_and_repackaged_is_stored_once(tmp_path: Path) -> None
     # the same XML, shipped the other way (gzip instead of zip, or inside a mail)
     name, data = files[0]
     doc = read_file(name, data)[0].reports[0]
+    assert isinstance(doc, DmarcReport)
     xml = gen.aggregate_xml("google", doc.domain, [gen.Row(r.source_ip, r.count)
-                                                   for r in doc.records],  # type: ignore[union-attr]
+                                                   for r in doc.records],
                             report_id=doc.report_id, begin=doc.begin, end=doc.end)
     assert _store_all(store, [("again.xml.gz", gen.gz(xml))]) == (0, 1)
     counts = store.counts()
     assert counts["dmarc"] == 10
-    assert counts["records"] == sum(len(read_file(n, d)[0].reports[0].records)  # type: ignore[union-attr]
-                                    for n, d in files)
+    assert counts["records"] == sum(_nrecords(n, d) for n, d in files)
     store.close()
 
 
@@ -129,8 +136,7 @@ def test_concurrent_importers_store_each_report_once(backend: str, tmp_path: Pat
     store = ReportStore(url)
     keys = store.report_keys()
     assert len(keys) == len(set(keys)) == 60
-    assert store.counts()["records"] == sum(
-        len(read_file(n, b)[0].reports[0].records) for n, b in files)  # type: ignore[union-attr]
+    assert store.counts()["records"] == sum(_nrecords(n, b) for n, b in files)
     store.close()
 
 
