@@ -12,7 +12,7 @@ from pathlib import Path
 from mailctl.dns.records import DomainDnsSpec
 from mailctl.dns.resolver import DnsClient
 from mailctl.reports.classify import classify, tls_verdicts
-from mailctl.reports.networks import resolve_senders
+from mailctl.reports.networks import DomainSenders, resolve_senders
 from tests.fixtures.cli import run_cli, write_config
 from tests.fixtures.dnsserver import DnsLab
 from tests.reports import gen
@@ -25,7 +25,7 @@ def _zone(domain: str, spf: str) -> str:
             f'_dmarc TXT "v=DMARC1; p=quarantine; rua=mailto:dmarc@{domain}"')
 
 
-def _senders(lab: DnsLab, domain: str, relays: tuple[str, ...] = ("brevo",)):  # type: ignore[no-untyped-def]
+def _senders(lab: DnsLab, domain: str, relays: tuple[str, ...] = ("brevo",)) -> DomainSenders:
     spec = DomainDnsSpec(domain, profile="migadu", relays=relays, params={"verify": "abc"})
     return asyncio.run(resolve_senders(spec, DnsClient.create(lab.resolver, timeout=1.0)))
 
