@@ -26,7 +26,7 @@ that name, not as "invalid XML".
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
+from typing import Any
 
 from mailctl.reports.model import (
     MAX_TIME,
@@ -37,7 +37,20 @@ from mailctl.reports.model import (
     unix_time,
 )
 from mailctl.reports.unpack import DEFAULT_LIMITS, Limits
-from mailctl.reports.xmlsafe import decode, parse_events, screen
+from mailctl.reports.xmlsafe import (
+    XML_ERRORS,
+    as_utf8,
+    decode,
+    parse_events,
+    screen,
+    screen_bytes,
+)
+
+Element = Any  # an lxml element (typed loosely: the walk only reads tag, text, children)
+
+
+class _Malformed(Exception):
+    """Not well-formed in a way a repair may fix."""
 
 REFERENCES = (
     "https://www.rfc-editor.org/rfc/rfc7489#appendix-C",
@@ -64,9 +77,9 @@ class _Raw:
         self.skipped = 0
 
 
-def _walk(text: str, limits: Limits) -> _Raw:
+def _walk(text: str | bytes, limits: Limits) -> _Raw:
     raw = _Raw()
-    root: ET.Element | None = None
+    root: Element | None = None
     for ev, el in parse_events(text):
         if ev in ("start", "root"):
             root = el
@@ -78,22 +91,22 @@ def _walk(text: str, limits: Limits) -> _Raw:
             _add_record(raw, el, limits)
             root.remove(el)
     if root is None:
-        raise ET.ParseError("no root element")
+        raise _Malformed("no root element")
     _head(raw, root)
     return raw
 
 
-def _root_check(root: ET.Element, raw: _Raw) -> None:
+def _root_check(root: Element, raw: _Raw) -> None:
     tag = root.tag
     raw.ns = tag[:tag.index("}") + 1] if tag[:1] == "{" else ""
     name = tag[len(raw.ns):]
     if name == "schema":  # IKEA's unclosed <xs:schema> wraps the report
-        raise ET.ParseError("an <xs:schema> element wraps the report")
+        raise _Malformed("an <xs:schema> element wraps the report")
     if name != "feedback":
         raise Rejected("not_dmarc", f"XML root is <{name[:40]}>, not <feedback>")
 
 
-def _head(raw: _Raw, root: ET.Element) -> None:
+def _head(raw: _Raw, root: Element) -> None:
     ns = raw.ns
     raw.meta["version"] = (root.findtext(ns + "version") or "").strip()
     md = root.find(ns + "report_metadata")
@@ -117,7 +130,7 @@ def _head(raw: _Raw, root: ET.Element) -> None:
             raw.policy[name] = (child.text or "").strip()
 
 
-def _add_record(raw: _Raw, rec: ET.Element, limits: Limits) -> None:
+def _add_record(raw: _Raw, rec: Element, limits: Limits) -> None:
     if len(raw.records) >= limits.max_records:
         raise Rejected("too_large", f"more than {limits.max_records} records "
                        "(limit reports.limits.max_records)")
@@ -149,20 +162,26 @@ def _repairs(text: str) -> list[tuple[str, str]]:
 
 def parse_dmarc(data: bytes, limits: Limits = DEFAULT_LIMITS) -> DmarcReport:
     """An aggregate report from its XML bytes, or `Rejected` with the reason."""
-    if data.strip().lower() == b"unused":
+    if len(data) < 64 and data.strip().lower() == b"unused":
         raise Rejected("unused", "the attachment holds only the word 'unused' "
                        "(a known Yahoo/AOL reporter bug, not a report)")
+    if as_utf8(data):  # the common case: screened and parsed as the bytes they are
+        screen_bytes(data)
+        try:
+            return _build(_walk(data, limits), [])
+        except (*XML_ERRORS, _Malformed, RecursionError):
+            pass  # the repairs below work on text
     text, notes = decode(data)
     screen(data, text)
     try:
         raw = _walk(text, limits)
-    except ET.ParseError as first:
+    except (*XML_ERRORS, _Malformed) as first:
         applied: list[str] = []
         for note, fixed in _repairs(text):
             applied.append(note)
             try:
                 raw = _walk(fixed, limits)
-            except ET.ParseError:
+            except (*XML_ERRORS, _Malformed):
                 continue
             notes.extend(applied)
             break
@@ -224,25 +243,43 @@ def _build(t: _Raw, notes: list[str]) -> DmarcReport:
                        policy=policy, records=records, version=version, notes=notes)
 
 
-def _fields(el: ET.Element, n: int) -> dict[str, str]:
-    return {c.tag[n:]: (c.text or "").strip() for c in el}
+def _reason(el: Element, n: int) -> str:
+    kind = comment = ""
+    for c in el:
+        t = c.tag[n:]
+        if t == "type":
+            kind = (c.text or "").strip().lower()[:40]
+        elif t == "comment":
+            comment = (c.text or "").strip()[:120]
+    return f"{kind}: {comment}" if kind and comment else kind
 
 
-def _auth(f: dict[str, str], dkim: bool) -> AuthResult:
-    res = f.get("result", "").lower() or "none"
-    return AuthResult(f.get("domain", "").lower().rstrip(".")[:253],
-                      res if res in _RESULTS else res[:16],
-                      selector=f.get("selector", "")[:63] if dkim else "",
-                      scope="" if dkim else (f.get("scope", "").lower()[:8] or "mfrom"))
+def _auth(el: Element, n: int, dkim: bool) -> AuthResult:
+    domain = result = selector = scope = ""
+    for c in el:
+        t = c.tag[n:]
+        if t == "domain":
+            domain = c.text or ""
+        elif t == "result":
+            result = c.text or ""
+        elif t == "selector":
+            selector = c.text or ""
+        elif t == "scope":
+            scope = c.text or ""
+    res = result.strip().lower() or "none"
+    if res not in _RESULTS:
+        res = res[:16]
+    if dkim:
+        return AuthResult(domain.strip().lower().rstrip(".")[:253], res, selector.strip()[:63])
+    return AuthResult(domain.strip().lower().rstrip(".")[:253], res, "",
+                      scope.strip().lower()[:8] or "mfrom")
 
 
-def _record(rec: ET.Element, ns: str) -> DmarcRecord | None:
-    """One <record>, read by walking its children once (the hot loop of a large import:
-    one dict per level instead of a find() per field, measured 2.4x faster)."""
+def _record(rec: Element, ns: str) -> DmarcRecord | None:
+    """One <record>, read in a single pass over its children with no per-field lookups
+    (the hot loop of a large import: measured 2.4x faster than find() per field)."""
     n = len(ns)
-    row: dict[str, str] = {}
-    pe: dict[str, str] = {}
-    ids: dict[str, str] = {}
+    ip = count = disp = dkim = spf = hfrom = efrom = eto = ""
     dkim_r: list[AuthResult] = []
     spf_r: list[AuthResult] = []
     reasons: list[str] = []
@@ -250,49 +287,52 @@ def _record(rec: ET.Element, ns: str) -> DmarcRecord | None:
         tag = part.tag[n:]
         if tag == "row":
             for c in part:
-                ctag = c.tag[n:]
-                if ctag == "policy_evaluated":
+                t = c.tag[n:]
+                if t == "source_ip":
+                    ip = c.text or ""
+                elif t == "count":
+                    count = c.text or ""
+                elif t == "policy_evaluated":
                     for e in c:
-                        if e.tag[n:] == "reason":
-                            r = _fields(e, n)
-                            if r.get("type"):
-                                t = r["type"].lower()[:40]
-                                reasons.append(f"{t}: {r['comment'][:120]}" if r.get("comment")
-                                               else t)
-                        else:
-                            pe[e.tag[n:]] = (e.text or "").strip()
-                else:
-                    row[ctag] = (c.text or "").strip()
+                        t = e.tag[n:]
+                        if t == "dkim":
+                            dkim = e.text or ""
+                        elif t == "spf":
+                            spf = e.text or ""
+                        elif t == "disposition":
+                            disp = e.text or ""
+                        elif t == "reason":
+                            r = _reason(e, n)
+                            if r:
+                                reasons.append(r)
         elif tag == "identifiers" or tag == "identities":
-            ids = _fields(part, n)
+            for c in part:
+                t = c.tag[n:]
+                if t == "header_from":
+                    hfrom = c.text or ""
+                elif t == "envelope_from":
+                    efrom = c.text or ""
+                elif t == "envelope_to":
+                    eto = c.text or ""
         elif tag == "auth_results":
             for a in part:
-                atag = a.tag[n:]
-                if atag == "dkim":
-                    dkim_r.append(_auth(_fields(a, n), True))
-                elif atag == "spf":
-                    spf_r.append(_auth(_fields(a, n), False))
-    ip = row.get("source_ip", "")
+                t = a.tag[n:]
+                if t == "dkim":
+                    dkim_r.append(_auth(a, n, True))
+                elif t == "spf":
+                    spf_r.append(_auth(a, n, False))
+    ip = ip.strip()
     try:
-        count = int(row.get("count", ""))
+        num = int(count)
     except ValueError:
         return None
-    if not ip or not 0 <= count <= MAX_TIME:
+    if not ip or not 0 <= num <= MAX_TIME:
         return None
-    env_from = ids.get("envelope_from", "").lower()
-    if not env_from:
+    efrom = efrom.strip().lower()
+    if not efrom:
         mfrom = [a.domain for a in spf_r if a.scope == "mfrom" and a.domain]
-        env_from = mfrom[-1] if mfrom else ""
-    return DmarcRecord(
-        source_ip=ip[:45],
-        count=count,
-        disposition=pe.get("disposition", "").lower()[:16] or "none",
-        dkim=pe.get("dkim", "").lower()[:8] or "fail",
-        spf=pe.get("spf", "").lower()[:8] or "fail",
-        header_from=ids.get("header_from", "").lower()[:253],
-        envelope_from=env_from[:253],
-        envelope_to=ids.get("envelope_to", "").lower()[:253],
-        dkim_results=tuple(dkim_r),
-        spf_results=tuple(spf_r),
-        reasons=tuple(reasons),
-    )
+        efrom = mfrom[-1] if mfrom else ""
+    return DmarcRecord(ip[:45], num, disp.strip().lower()[:16] or "none",
+                       dkim.strip().lower()[:8] or "fail", spf.strip().lower()[:8] or "fail",
+                       hfrom.strip().lower()[:253], efrom[:253], eto.strip().lower()[:253],
+                       tuple(dkim_r), tuple(spf_r), tuple(reasons))
