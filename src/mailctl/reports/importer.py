@@ -1,7 +1,7 @@
 """`reports import FILE...`: files and mailboxes on disk into the store, each report once.
 
-Files are stored in transactions of up to BATCH files (a commit per file would
-be an fsync per file: 10,000 small reports took 41 s that way, 6 s batched).
+Files are stored in transactions of up to BATCH files: a commit per file would
+be an fsync per file (SQLite runs with synchronous=FULL, see db.py).
 A crash loses at most the open batch, and re-running the import stores it
 (everything already stored counts as a duplicate). Retention is applied as in
 a fetch: reports older than the period are not stored, and the store is pruned
