@@ -161,33 +161,13 @@ def fetch_folder(src: Store, rs: ReportStore, mb: Mailbox, folder: str, limits: 
 def _batch(src: Store, rs: ReportStore, mb: Mailbox, origin: str, uv: int, folder: str,
            dest: str | None, keys: list[str], sizes: dict[str, int], limits: Limits,
            retention_days: int | None, res: FolderResult) -> None:
-    stored: list[Msg] = []
-    flag: dict[str, str] = {}
     msgs = list(src.fetch(folder, keys, sizes))
-    with rs.engine.begin() as conn:
-        for m in msgs:
-            out = read_message(m.body, limits)
-            digest = _digest(m.body)
-            if out.reports:
-                added = rs.add(out.reports, origin, retention_days=retention_days, conn=conn)
-                res.stored += added.stored
-                res.duplicates += added.duplicates
-                res.expired += added.expired
-                res.mails += 1
-                for i, rej in enumerate(out.rejections):  # a bad second attachment
-                    rs.reject(f"{digest[:56]}:{i}", rej.code, rej.reason, origin, len(m.body),
-                              conn=conn)
-                stored.append(m)
-            elif out.rejections:
-                first = out.rejections[0]
-                rs.reject(digest, first.code, out.reason(), origin, len(m.body), conn=conn)
-                rs.mark_seen(origin, uv, [m.key], conn=conn)  # keywords may be unsupported
-                flag[m.key] = _with(m.flags, KEYWORD_REJECTED)
-                res.rejected += 1
-                res.reasons.append(out.reason()[:300])
-            else:
-                rs.mark_seen(origin, uv, [m.key], conn=conn)
-                res.ignored += 1
+    outcomes = [(m, read_message(m.body, limits)) for m in msgs]
+    stored, flag, counted = rs.retrying(lambda conn: _record_batch(
+        rs, conn, outcomes, origin, uv, retention_days, res))
+    for name in ("stored", "duplicates", "expired", "mails", "rejected", "ignored"):
+        setattr(res, name, getattr(res, name) + getattr(counted, name))
+    res.reasons.extend(counted.reasons)
     # Committed. Only now does the mailbox change.
     if flag:
         src.set_flags(folder, flag)
@@ -199,6 +179,39 @@ def _batch(src: Store, rs: ReportStore, mb: Mailbox, origin: str, uv: int, folde
     else:
         src.set_flags(folder, {m.key: _with(m.flags, KEYWORD_STORED) for m in stored})
     log.info("%s: %d report mail(s) filed", origin, len(stored))
+
+
+def _record_batch(rs: ReportStore, conn: Any, outcomes: list[tuple[Msg, Any]], origin: str,
+                  uv: int, retention_days: int | None, total: FolderResult
+                  ) -> tuple[list[Msg], dict[str, str], FolderResult]:
+    """The database side of a batch, in one transaction, counted apart: PostgreSQL may
+    roll it back as a deadlock victim and it is then run again from the start."""
+    stored: list[Msg] = []
+    flag: dict[str, str] = {}
+    res = FolderResult(total.mailbox, total.folder)
+    for m, out in outcomes:
+        digest = _digest(m.body)
+        if out.reports:
+            added = rs.add(out.reports, origin, retention_days=retention_days, conn=conn)
+            res.stored += added.stored
+            res.duplicates += added.duplicates
+            res.expired += added.expired
+            res.mails += 1
+            for i, rej in enumerate(out.rejections):  # a bad second attachment
+                rs.reject(f"{digest[:56]}:{i}", rej.code, rej.reason, origin, len(m.body),
+                          conn=conn)
+            stored.append(m)
+        elif out.rejections:
+            first = out.rejections[0]
+            rs.reject(digest, first.code, out.reason(), origin, len(m.body), conn=conn)
+            rs.mark_seen(origin, uv, [m.key], conn=conn)  # keywords may be unsupported
+            flag[m.key] = _with(m.flags, KEYWORD_REJECTED)
+            res.rejected += 1
+            res.reasons.append(out.reason()[:300])
+        else:
+            rs.mark_seen(origin, uv, [m.key], conn=conn)
+            res.ignored += 1
+    return stored, flag, res
 
 
 def _move(src: Store, rs: ReportStore, origin: str, uv: int, folder: str, dest: str,

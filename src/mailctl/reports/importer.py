@@ -27,9 +27,9 @@ def import_files(store: ReportStore, files: list[Path], limits: Limits,
                  retention_days: int | None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for i in range(0, len(files), BATCH):
-        with store.engine.begin() as conn:
-            for path in files[i:i + BATCH]:
-                rows.append(_one(store, conn, path, limits, retention_days))
+        batch = files[i:i + BATCH]
+        rows.extend(store.retrying(lambda conn, batch=batch: [  # type: ignore[misc]
+            _one(store, conn, path, limits, retention_days) for path in batch]))
     if retention_days:
         store.prune(retention_days)
     return rows

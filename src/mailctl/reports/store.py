@@ -9,19 +9,24 @@ end with one copy, and the caller learns which reports were duplicates.
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, and_, delete, func, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from mailctl.reports import db
 from mailctl.reports.model import DmarcReport, FailureReport, Report, TlsReport, reporter_key
 
 DAY = 86400
+T = TypeVar("T")
+# PostgreSQL's "try again" answers: two transactions inserting the same report keys in
+# opposite orders deadlock on the unique index, and one of them is rolled back.
+RETRY_SQLSTATES = frozenset(("40P01", "40001"))
 
 
 class StoreError(RuntimeError):
@@ -53,6 +58,20 @@ class ReportStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def retrying(self, body: Callable[[Connection], T], attempts: int = 8) -> T:
+        """Run `body` in a transaction; when the database rolls it back as a deadlock
+        victim (concurrent importers or fetchers on PostgreSQL), run it again."""
+        for attempt in range(attempts):
+            try:
+                with self.engine.begin() as conn:
+                    return body(conn)
+            except DBAPIError as exc:
+                state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+                if state not in RETRY_SQLSTATES or attempt == attempts - 1:
+                    raise
+                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def _insert(self, table: Any) -> Any:
         return (postgresql.insert if self.pg else sqlite.insert)(table)
