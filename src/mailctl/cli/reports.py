@@ -147,6 +147,8 @@ def show(
     config = _config(file, as_json)
     settings = _settings(config)
     store = _store(config, file, create=False)
+    from sqlalchemy.exc import OperationalError
+
     from mailctl.reports.analysis import summarize
     from mailctl.reports.render import as_json as to_json
     from mailctl.reports.render import print_summaries
@@ -158,6 +160,8 @@ def show(
             summaries = summarize(store, config, start, [name] if name else None, settings,
                                   resolve=not offline)
             rejected = store.rejected_since(start)
+        except OperationalError as exc:
+            fail(f"cannot read the reports store: {exc.orig}", PROVIDER)
         finally:
             store.close()
     if svg is not None or png is not None:
