@@ -7,10 +7,12 @@ times (all must succeed: anything else is an error), then EXTRA more requests
 must all be refused, and the mailboxes at the emulator with the token's prefix
 must number exactly N ("maxuse held").
 
-    python bench/accounts_bench.py [--mailadm-python /tmp/mailadm-venv/bin/python]
+    python bench/accounts_bench.py [--mailadm-python PATH]
 
-mailadm runs as documented (gunicorn -w 4 mailadm.app:app); it needs a venv
-with `pip install mailadm==1.0.0 'setuptools<82' gunicorn`.
+mailadm runs as documented (gunicorn -w 4 mailadm.app:app) from its own venv,
+made on first use the same way as for the import test and `make mailadm-venv`
+(tests/accounts/mailadm_peer.py: `pip install mailadm==1.0.0 'setuptools<82'
+gunicorn` into .state/mailadm-venv).
 """
 
 from __future__ import annotations
@@ -194,21 +196,21 @@ class Mailctl:
 
 
 def ensure_mailadm(python: Path) -> bool:
-    """The peer in its own virtualenv, from PyPI, made on first use."""
-    if python.exists():
-        return True
-    venv = python.parent.parent
-    print(f"creating {venv} with mailadm 1.0.0 from PyPI ...", flush=True)
-    made = subprocess.run([sys.executable, "-m", "venv", str(venv)]).returncode == 0
-    made = made and subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "mailadm==1.0.0", "setuptools<82",
-         "gunicorn"]).returncode == 0
-    return made and python.exists()
+    """The peer in its own virtualenv, from PyPI, made on first use (shared with the
+    import test: tests/accounts/mailadm_peer.py); another --mailadm-python is used as is."""
+    from tests.accounts import mailadm_peer
+
+    if python == mailadm_peer.PYTHON:
+        return mailadm_peer.ensure()
+    return python.exists()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mailadm-python", type=Path, default=Path("/tmp/mailadm-venv/bin/python"))
+    from tests.accounts import mailadm_peer
+
+    ap.add_argument("--mailadm-python", type=Path, default=mailadm_peer.PYTHON,
+                    help="python of a venv with mailadm 1.0.0 [default: made on first use]")
     ap.add_argument("--mailadm-n", type=int, default=60, help="accounts per level (mailadm)")
     ap.add_argument("--mailctl-n", type=int, default=300, help="accounts per level (mailctl)")
     ap.add_argument("--workers", type=int, default=2, help="mailctl serve --workers")

@@ -67,6 +67,11 @@ accounts:
 """
 
 
+def secret_of(token: dict[str, Any]) -> str:
+    """The secret in a token's invite URL (as printed by tokens add/rotate --json)."""
+    return str(token["url"].split("t=")[1].split("&")[0])
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -101,7 +106,7 @@ def serve() -> Iterator[Callable[..., Server]]:
     """Start the real `mailctl serve` for a site; stopped at teardown."""
     started: list[Server] = []
 
-    def start(site: Site, workers: int = 1) -> Server:
+    def start(site: Site, workers: int = 1, *extra: str) -> Server:
         port = free_port()
         log = site.dir / f"serve-{port}.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("MAILCTL_")}
@@ -109,7 +114,7 @@ def serve() -> Iterator[Callable[..., Server]]:
         with open(log, "wb") as fh:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "mailctl", "serve", "--host", "127.0.0.1",
-                 "--port", str(port), "--workers", str(workers)],
+                 "--port", str(port), "--workers", str(workers), *extra],
                 cwd=site.dir, env=env, stdout=fh, stderr=subprocess.STDOUT,
                 start_new_session=True)
         server = Server(f"http://127.0.0.1:{port}", proc, log)

@@ -33,8 +33,9 @@ def api(site: Site, accounts_yaml: str) -> tuple[AccountService, TestClient]:
 def client(site: Site) -> Iterator[tuple[AccountService, TestClient, str]]:
     svc, client = api(site, "accounts:\n  rate_limit: {per_minute: 0}\n"
                             "  web: {provider_timeout: 0.5}\n")
-    tok = svc.store.add_token("t1", "s3cret-token-value-xyz", "example.org", "tmp.", "1d", 2)
-    yield svc, client, tok.secret
+    secret = "s3cret-token-value-xyz"
+    svc.store.add_token("t1", secret, "example.org", "tmp.", "1d", 2)
+    yield svc, client, secret
     svc.store.close()
 
 
@@ -90,8 +91,11 @@ def test_not_found_wrong_method_and_crash_are_json(
         raise RuntimeError("bug " + secret)
 
     monkeypatch.setattr(svc, "redeem", boom)
-    body = is_error(c.post(f"/?t={secret}"), 500)
+    r = c.post(f"/?t={secret}")
+    body = is_error(r, 500)
     assert secret not in body["reason"]
+    assert r.headers["cache-control"] == "no-store"  # even the crash handler's answer
+    assert r.headers["x-content-type-options"] == "nosniff"
 
 
 def test_collision_at_provider_is_409_and_leaves_it_alone(

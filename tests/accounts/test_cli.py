@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.accounts.conftest import Site, make_site
+from tests.accounts.conftest import NO_RATE_LIMIT, Site, make_site
 from tests.accounts.test_sandbox import decode_qr
 
 
@@ -18,6 +18,7 @@ def test_token_lifecycle_never_resets_usecount(site: Site) -> None:
     tok = site.json("tokens", "add", "oneday", "--expiry", "1d", "--maxuse", "3",
                     "--prefix", "tmp.")
     assert tok["usecount"] == 0 and tok["url"].startswith("https://example.org/new_email?t=")
+    assert tok["state"] == "active" and tok["secret_stored"] is False
     secret = tok["url"].split("t=")[1].split("&")[0]
     assert len(secret) >= 32
     assert site.cli("accounts", "add", "a1@example.org", "--token", "oneday").code == 0
@@ -28,11 +29,16 @@ def test_token_lifecycle_never_resets_usecount(site: Site) -> None:
     listed = site.json("tokens", "list")
     assert [t["name"] for t in listed] == ["oneday"] and "url" not in listed[0]
     plain = site.cli("tokens", "list")
-    assert secret not in plain.all and "used 1 of 10" in plain.out
+    assert secret not in plain.all and "used 1 of 10, active" in plain.out
+    until = site.json("tokens", "mod", "oneday", "--until", "2999-01-01")["valid_until"]
+    assert until == "2999-01-01T23:59:59Z"
+    assert site.json("tokens", "mod", "oneday", "--until", "none")["valid_until"] is None
     assert site.json("tokens", "disable", "oneday")["disabled"] is True
     assert site.json("tokens", "mod", "oneday", "--enable")["disabled"] is False
-    shown = site.json("tokens", "show", "oneday")
-    assert shown["url"] == tok["url"] and shown["qr"] == "DCACCOUNT:" + tok["url"]
+    # hashed (the default): the URL was shown once, and `show` says how to get a new one
+    shown = site.cli("tokens", "show", "oneday")
+    assert shown.code == 0 and secret not in shown.all and "url" not in shown.out
+    assert "tokens rotate oneday" in shown.err
     gone = site.json("tokens", "del", "oneday")
     assert gone == {"deleted": "oneday", "accounts_kept": 1}
     assert site.json("accounts", "list")[0]["token"] == "oneday"
@@ -48,7 +54,7 @@ def test_expiry_codes_accepted(site: Site, code: str) -> None:
 @pytest.mark.parametrize("code", ["1m", "0d", "d", "1 d", "7days", "-1h", ""])
 def test_expiry_codes_refused_and_nothing_stored(site: Site, code: str) -> None:
     r = site.cli("tokens", "add", "t", "--expiry", code)
-    assert r.code == 1 and "invalid expiry" in r.err
+    assert r.code == 64 and "invalid expiry" in r.err
     assert site.json("tokens", "list") == []
 
 
@@ -61,15 +67,21 @@ def test_bad_names_prefixes_domains_and_dates(site: Site) -> None:
 
 
 def test_until_date_stops_redemption(site: Site) -> None:
-    tok = site.json("tokens", "add", "old", "--until", "2001-01-01")
-    assert tok["valid_until"] == "2001-01-01T23:59:59Z"
-    r = site.cli("accounts", "add", "x@example.org", "--token", "old")
+    ends = int(time.time()) + 10  # later than the command needs to start and check it
+    soon = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(ends))
+    tok = site.json("tokens", "add", "brief", "--until", soon)
+    assert tok["valid_until"] == soon.replace("+00:00", "Z") and tok["state"] == "active"
+    time.sleep(max(0.0, ends - time.time() + 0.5))
+    assert site.json("tokens", "show", "brief")["state"] == "expired"
+    r = site.cli("accounts", "add", "x@example.org", "--token", "brief")
     assert r.code == 1 and "no longer valid" in r.err
     assert site.dms_accounts() == set()
 
 
 def test_qr_codes_decode_to_the_invite_url(site: Site) -> None:
+    make_site(site.dir, site.dms, accounts_yaml=NO_RATE_LIMIT + "  token_secrets: stored\n")
     url = site.json("tokens", "add", "party")["url"]
+    assert site.json("tokens", "show", "party")["url"] == url  # stored: shown again
     png, svg = site.dir / "party.png", site.dir / "party.svg"
     assert site.cli("tokens", "qr", "party", "--png", png, "--svg", svg).code == 0
     assert decode_qr(png) == [f"DCACCOUNT:{url}"]
@@ -109,6 +121,7 @@ def test_admin_account_json_and_list_filters(site: Site) -> None:
     site.json("tokens", "add", "t", "--expiry", "7d")
     made = site.json("accounts", "add", "Bob@Example.org", "--token", "t")
     assert made["email"] == "bob@example.org" and made["expiry"] == "7d"
+    assert "password" not in made and made["token"] == "t"
     site.json("accounts", "add", "carol@example.org")
     assert [a["address"] for a in site.json("accounts", "list", "--token", "t")] == \
         ["bob@example.org"]

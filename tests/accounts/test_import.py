@@ -1,10 +1,16 @@
-"""`tokens import-mailadm` on a database written by mailadm 1.0.0 itself."""
+"""`tokens import-mailadm` on a database written by mailadm 1.0.0 itself.
+
+mailadm runs from its own venv (tests/accounts/mailadm_peer.py), which `make
+pytest` builds first. Missing venv: the test is skipped on a developer's
+machine, and fails under CI (CI=true), where a skip would hide that it never ran.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -15,17 +21,23 @@ from starlette.testclient import TestClient
 from mailctl.accounts.context import open_service
 from mailctl.accounts.web import create_app
 from mailctl.config.load import load_config
+from tests.accounts import mailadm_peer
 from tests.accounts.conftest import Site
 
-MAILADM_PYTHON = os.environ.get("MAILADM_PYTHON", "/tmp/mailadm-venv/bin/python")
 NOW = int(time.time())
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
 def mailadm_db(path: Path) -> None:
     """mailadm's own DB and Connection classes make the file (schema dbversion 1)."""
-    if not Path(MAILADM_PYTHON).exists():
-        pytest.skip(f"mailadm not installed at {MAILADM_PYTHON} (make a venv with "
-                    "`pip install mailadm==1.0.0 'setuptools<82'`, or set MAILADM_PYTHON)")
+    if not mailadm_peer.ready():
+        why = f"mailadm 1.0.0 is not installed in {mailadm_peer.VENV}: run `{mailadm_peer.HINT}`"
+        if in_ci():
+            pytest.fail(why)
+        pytest.skip(why)
     script = textwrap.dedent(f"""
         from pathlib import Path
         from mailadm.db import DB
@@ -42,7 +54,8 @@ def mailadm_db(path: Path) -> None:
             conn.add_user_db("perm.keep@example.org", {NOW}, 9223372036854775807, "forever")
             conn.execute("UPDATE tokens SET usecount = 2 WHERE name = 'oneday'")
     """)
-    r = subprocess.run([MAILADM_PYTHON, "-c", script], capture_output=True, text=True)
+    r = subprocess.run([str(mailadm_peer.PYTHON), "-c", script], capture_output=True,
+                       text=True)
     if r.returncode:
         pytest.fail(f"mailadm could not make its database: {r.stderr[-2000:]}")
 
@@ -60,7 +73,10 @@ def test_import_keeps_secrets_counts_and_lifetimes(site: Site) -> None:
 
     one = site.json("tokens", "show", "oneday")
     assert (one["usecount"], one["maxuse"], one["expiry"], one["prefix"]) == (2, 3, "1d", "tmp.")
-    assert one["url"] == "https://example.org/new_email?t=1d_abcdefghijklmno&n=oneday"
+    # Hashed (the default): mailadm's plaintext secrets are not copied into our store.
+    assert one["secret_stored"] is False and "url" not in one
+    store_bytes = b"".join(p.read_bytes() for p in site.dir.glob("mailctl-accounts.db*"))
+    assert b"1d_abcdefghijklmno" not in store_bytes
     accts = {a["address"]: a for a in site.json("accounts", "list")}
     assert accts["perm.keep@example.org"]["expires"] is None
     assert accts["tmp.abcde@example.org"]["expires"] is not None
@@ -84,4 +100,22 @@ def test_import_refuses_other_files(site: Site) -> None:
     r = site.cli("tokens", "import-mailadm", junk)
     assert r.code == 1 and "not" in r.err and "Traceback" not in r.all
     r = site.cli("tokens", "import-mailadm", site.dir / "missing.db")
-    assert r.code == 1 and "no such file" in r.err
+    assert r.code == 64 and "no such file" in r.err
+    assert not (site.dir / "mailctl-accounts.db").exists()  # checked before the store
+
+
+def test_missing_mailadm_venv_fails_under_ci(tmp_path: Path) -> None:
+    """The skip above must not hide the test in CI: there it is a failure."""
+    env = {**os.environ, "CI": "true", "MAILADM_VENV": str(tmp_path / "no-venv")}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        f"{__file__}::test_import_keeps_secrets_counts_and_lifetimes"],
+                       cwd=mailadm_peer.ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1, r.stdout[-2000:]
+    assert "1 failed" in r.stdout and "make mailadm-venv" in r.stdout
+    env["CI"] = "false"
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        f"{__file__}::test_import_keeps_secrets_counts_and_lifetimes"],
+                       cwd=mailadm_peer.ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and "1 skipped" in r.stdout, r.stdout[-2000:]

@@ -10,7 +10,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.accounts.conftest import NO_RATE_LIMIT, Server, Site, make_site
+from tests.accounts.conftest import NO_RATE_LIMIT, Server, Site, make_site, secret_of
 from tests.fixtures.mailstack import (
     MailStack,
     imap_login,
@@ -39,7 +39,7 @@ def test_api_account_logs_in_receives_mail_and_is_pruned(
         live: Site, mailstack: MailStack, serve: Callable[..., Server]) -> None:
     tok = live.json("tokens", "add", "event", "--expiry", "3s", "--maxuse", "5")
     server = serve(live)
-    secret = tok["url"].split("t=")[1].split("&")[0]
+    secret = secret_of(tok)
 
     code, _, body = server.post(f"/new_email?t={secret}")
     assert code == 200, body
@@ -80,3 +80,31 @@ def test_admin_account_dclogin_code_logs_in(live: Site, mailstack: MailStack) ->
                 f"&sh={info.host}&sp={info.ports.submission}&ss=starttls&ic=2")
     assert payload == expected
     assert imap_login(info, address, password, tls=True)
+
+
+def test_expired_account_stops_working_without_anyone_running_prune(
+        live: Site, mailstack: MailStack, serve: Callable[..., Server]) -> None:
+    """`serve` prunes on its own schedule: nobody runs `accounts prune` here."""
+    secret = secret_of(live.json("tokens", "add", "brief", "--expiry", "3s"))
+    server = serve(live, 1, "--prune-interval", "1")
+    code, _, body = server.post(f"/?t={secret}")
+    assert code == 200, body
+    email, password = body["email"], body["password"]
+    assert imap_login(mailstack.info, email, password)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and f"pruned {email}" not in server.log.read_text():
+        time.sleep(0.2)
+    assert f"pruned {email} (token brief, expired " in server.log.read_text()
+    assert not imap_login(mailstack.info, email, password)
+    assert live.json("accounts", "list") == [] and email not in live.dms_accounts()
+    assert secret not in server.log.read_text() and password not in server.log.read_text()
+
+
+def test_password_from_secrets_out_logs_in(live: Site, mailstack: MailStack) -> None:
+    address = f"filed@{live.domain}"
+    out = live.dir / "new.tsv"
+    r = live.cli("accounts", "add", address, "--secrets-out", out)
+    assert r.code == 0, r.all
+    addr, password = out.read_text().rstrip("\n").split("\t")
+    assert addr == address and password not in r.all
+    assert imap_login(mailstack.info, address, password)

@@ -56,10 +56,12 @@ class Fault:
     times: int = 1  # how many to hit; -1 = every one from then on
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    when: Callable[[Request], bool] | None = None  # any other condition on the request
 
     def matches(self, req: Request) -> bool:
         return ((self.method is None or self.method == req.method)
-                and (self.path is None or self.path in req.path))
+                and (self.path is None or self.path in req.path)
+                and (self.when is None or self.when(req)))
 
 
 class _Server(ThreadingHTTPServer):
@@ -76,9 +78,10 @@ class Emulator:
         self.latency = latency
         self.faults: list[Fault] = []
         self.log: list[tuple[str, str, int]] = []  # method, path, status
+        self.times: list[float] = []  # time.monotonic() of each log entry
         # Called under the lock just before a request is processed: lets a test make
         # something happen "concurrently" (another admin creating the same object).
-        self.before: Callable[[Request], None] | None = None
+        self.before: Callable[[Request], object] | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
@@ -139,6 +142,7 @@ class Emulator:
     def reset_log(self) -> None:
         with self.lock:
             self.log.clear()
+            self.times.clear()
 
     # -- to implement ---------------------------------------------------------------
 
@@ -148,6 +152,10 @@ class Emulator:
 
     def handle(self, req: Request) -> Reply:
         raise NotImplementedError
+
+    def encode(self, body: Any, method: str) -> bytes:
+        """A JSON body as the real server writes it (mailcow: PHP's json_encode)."""
+        return json.dumps(body).encode()
 
     # -- serving --------------------------------------------------------------------
 
@@ -204,6 +212,7 @@ class Emulator:
     def _drop(self, h: BaseHTTPRequestHandler, req: Request, what: str) -> None:
         with self.lock:
             self.log.append((req.method, req.path, 0))
+            self.times.append(time.monotonic())
         h.close_connection = True
         with contextlib.suppress(OSError):
             h.connection.shutdown(socket.SHUT_RDWR)
@@ -211,10 +220,11 @@ class Emulator:
     def _send(self, h: BaseHTTPRequestHandler, reply: Reply, method: str, path: str) -> None:
         with self.lock:
             self.log.append((method, path, reply.status))
+            self.times.append(time.monotonic())
         if isinstance(reply.body, bytes):
             data = reply.body
         else:
-            data = json.dumps(reply.body).encode() if reply.body is not None else b""
+            data = self.encode(reply.body, method) if reply.body is not None else b""
         try:
             h.send_response(reply.status)
             h.send_header("Content-Type", reply.headers.pop("Content-Type", "application/json"))

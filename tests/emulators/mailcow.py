@@ -4,7 +4,10 @@ Faithful where clients trip: HTTP 200 with `danger` entries on failure, `{}`
 for empty lists and missing objects, "1"/"0" strings, quota written in MiB
 and read in bytes, the hidden self-alias of every mailbox, aliases created
 inactive without `active`, `access_denied` for an unknown domain or object,
-JSON bodies parsed only with a JSON content type, read-only keys. Mailbox
+JSON bodies parsed only with a JSON content type, read-only keys, and every
+answer encoded like PHP's json_encode (`read\\/write`). `add/alias` stores the
+flags it is not given as 0 (`active`, `sogo_visible`, `sender_allowed`), unlike
+the UI's form, which ticks the last two. Mailbox
 tags: absent from a read when there are none, only ever added by
 `edit/mailbox` (removed through `delete/mailbox/tag/{username}`), unique
 without regard to case, empty ones ("" and "0", PHP's `empty`) skipped, and
@@ -14,6 +17,7 @@ a warning past TAGGING_LIMIT.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from typing import Any
 
@@ -22,6 +26,30 @@ from tests.emulators.base import Emulator, Reply, Request
 MIB = 1 << 20
 TAGGING_LIMIT = 25  # vars.inc.php; an index above it stops the loop with a warning
 _EMAIL = re.compile(r"^[^@\s,]*@[a-z0-9.-]+\.[a-z0-9-]+$")
+
+
+def php_json(value: Any, pretty: bool = False) -> bytes:
+    """PHP's json_encode: `/` escaped as `\\/`, compact; reads (JSON_PRETTY_PRINT |
+    JSON_UNESCAPED_UNICODE) are indented by four spaces and keep UTF-8 as is."""
+    if pretty:
+        text = json.dumps(value, indent=4, ensure_ascii=False)
+    else:
+        text = json.dumps(value, separators=(",", ":"))
+    return text.replace("/", "\\/").encode()
+
+
+NGINX_502 = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+             b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+             b"</body>\r\n</html>\r\n" + b"<!-- a padding to disable MSIE and Chrome friendly "
+             b"error page -->\r\n" * 6)
+
+
+def _intval(value: Any) -> int:
+    """PHP's intval of a missing (null) or given value."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def ok(*msg: Any, log: Any = None) -> dict[str, Any]:
@@ -67,11 +95,16 @@ class MailcowEmulator(Emulator):
         self._new_alias(address, address, 1)
 
     def add_alias(self, address: str, goto: list[str], active: int = 1) -> int:
-        return self._new_alias(address, ",".join(goto), active)
+        """As the UI's "add alias" form creates one: `sogo_visible` and `sender_allowed`
+        are ticked by default there (templates/modals/mailbox.twig)."""
+        return self._new_alias(address, ",".join(goto), active, sogo_visible=1,
+                               sender_allowed=1)
 
-    def _new_alias(self, address: str, goto: str, active: int) -> int:
+    def _new_alias(self, address: str, goto: str, active: int, sogo_visible: int = 1,
+                   sender_allowed: int = 1) -> int:
         i = next(self._ids)
         self.aliases[i] = {"id": i, "address": address, "goto": goto, "active": active,
+                           "sogo_visible": sogo_visible, "sender_allowed": sender_allowed,
                            "domain": address.rpartition("@")[2]}
         return i
 
@@ -82,6 +115,9 @@ class MailcowEmulator(Emulator):
         return None
 
     # -- HTTP ---------------------------------------------------------------------
+
+    def encode(self, body: Any, method: str) -> bytes:
+        return php_json(body, pretty=method == "GET")
 
     def arrive(self, req: Request) -> Reply | None:
         key = re.sub(r"[^A-Za-z0-9-]", "", req.headers.get("x-api-key", ""))
@@ -182,7 +218,8 @@ class MailcowEmulator(Emulator):
     def _alias_row(self, a: dict[str, Any]) -> dict[str, Any]:
         return {"id": a["id"], "address": a["address"], "goto": a["goto"],
                 "domain": a["domain"], "active": str(a["active"]), "active_int": a["active"],
-                "sogo_visible": "1", "internal": "0", "sender_allowed": "1",
+                "sogo_visible": str(a["sogo_visible"]), "sogo_visible_int": a["sogo_visible"],
+                "internal": "0", "sender_allowed": str(a["sender_allowed"]),
                 "is_catch_all": 1 if a["address"].startswith("@") else 0,
                 "public_comment": "", "private_comment": "", "in_primary_domain": "",
                 "created": "2026-01-01 00:00:00", "modified": None}
@@ -270,7 +307,10 @@ class MailcowEmulator(Emulator):
             elif address in self.mailboxes or self.alias_by_address(address, hidden=True):
                 out.append(danger("is_alias_or_mailbox", address))
             else:
-                i = self._new_alias(address, ",".join(gotos), int(d.get("active", 0)))
+                # The API intvals what it is given: a missing flag is 0, unlike the UI.
+                i = self._new_alias(address, ",".join(gotos), _intval(d.get("active")),
+                                    _intval(d.get("sogo_visible")),
+                                    _intval(d.get("sender_allowed")))
                 out.append(ok("alias_added", address, i))
         return out
 

@@ -13,7 +13,7 @@ forwardings embedded in mailbox rows and under `mailboxes/{lp}/...`; write-only
 mailbox name is refused; a mailbox, an alias and an identity may not share an
 address; the autoresponder (documented read/update) is ignored on create;
 rewrite destinations must be a comma-separated string (metio re-encodes arrays
-for rewrites only).
+for rewrites only). A new mailbox holds Migadu's template autoreply (inactive).
 """
 
 from __future__ import annotations
@@ -42,6 +42,13 @@ SPAM_ACTIONS = {"folder", "subject", "none", "drop"}
 SPAM_LEVELS = {"default", "most_permissive", "more_permissive", "permissive", "strict",
                "stricter", "strictest"}
 FORBIDDEN = {"error": "Request forbidden by administrative rules"}
+# A new mailbox's autoresponder holds this template (inactive), as recorded from the
+# API in timharek/migadu-deno testdata/mailboxes/show.json.
+TEMPLATE_SUBJECT = "Autoreply: {{subject}}"
+TEMPLATE_BODY = ("Hi there,\n\nThank you for your message. I will be out of the office from "
+                 "[mm/dd] to [mm/dd] and will have limited access to email. If this is urgent, "
+                 "please contact [NAME] at [EMAIL] or [PHONE]. I will do my best to respond "
+                 "promptly to your email when I return on [mm/dd].\n\nBest,\n\n[MY NAME]\n")
 
 
 def bad(message: str) -> Reply:
@@ -81,7 +88,7 @@ class MigaduEmulator(Emulator):
             "spam_action": "folder", "spam_aggressiveness": "default",
             "sender_denylist": [], "sender_allowlist": [], "recipient_denylist": [],
             "password_recovery_email": None, "autorespond_active": False,
-            "autorespond_subject": "Autoreply: {{subject}}", "autorespond_body": "",
+            "autorespond_subject": TEMPLATE_SUBJECT, "autorespond_body": TEMPLATE_BODY,
             "autorespond_expires_on": None, "footer_active": False,
             "footer_plain_body": None, "footer_html_body": None, "expireable": False,
             "expires_on": None, "remove_upon_expiry": False, "delegations": [],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.emulators.base import Fault, Request
@@ -72,6 +73,8 @@ def test_plan_apply_status_import_cycle(csite: Site, cow: MailcowEmulator) -> No
     assert cow.passwords["alice@example.org"] == generated["alice@example.org"]
     info = cow.alias_by_address("info@example.org")
     assert info is not None and info["active"] == 1  # sent explicitly: default is inactive
+    # Like mailcow's own "add alias" form: visible in SOGo, usable as a sender.
+    assert (info["sogo_visible"], info["sender_allowed"]) == (1, 1)
     assert set(info["goto"].split(",")) == {"alice@example.org", "bob@example.org",
                                             "someone@outside.test"}
     assert cow.alias_by_address("@example.org") is not None
@@ -205,6 +208,10 @@ def test_bad_key_names_the_reference_never_the_value(csite: Site, cow: MailcowEm
 
 
 def test_read_only_key_stops_the_apply(csite: Site, cow: MailcowEmulator) -> None:
+    # mailcow's answer, byte for byte: PHP escapes the slash.
+    raw = httpx.post(cow.url + "/add/alias", headers={"X-API-Key": RO_KEY}, json={})
+    assert (raw.status_code, raw.content) == (
+        403, b'{"type":"error","msg":"API read\\/write access denied"}')
     r, _ = csite.apply_json()
     assert r.code == 0
     csite.config(CONFIG.format(url=cow.url).replace("name: Alice Liddell", "name: Alice L."))
@@ -216,12 +223,14 @@ def test_read_only_key_stops_the_apply(csite: Site, cow: MailcowEmulator) -> Non
 
 
 def test_quota_must_be_whole_mib(csite: Site, cow: MailcowEmulator) -> None:
+    """Refused by validate, plan and apply alike, before a single call to mailcow."""
     csite.config(CONFIG.format(url=cow.url).replace("quota: 1G", "quota: 1000000"))
-    r, data = csite.apply_json()
-    assert r.code == 3
-    msg = next(o["message"] for o in data["outcomes"] if o["address"] == "alice@example.org"
-               and o["kind"] == "mailbox")
-    assert "whole MiB" in msg
+    for cmd in ("validate", "plan", "apply"):
+        r = csite.run(cmd)
+        assert r.code == 1, r.all
+        assert "quota 1000000 bytes is not a whole number of 1M" in r.err
+        assert "hint: use 976k" not in r.err and "hint: use 1M:" in r.err
+    assert cow.calls() == 0
 
 
 def test_enabled_and_tags_create_drift_reconcile_import(
@@ -279,3 +288,14 @@ def test_tags_only_removed_sends_no_edit(csite: Site, cow: MailcowEmulator) -> N
     assert [p for m, p, _ in cow.log if m == "POST"] == ["delete/mailbox/tag/alice@example.org"]
     assert cow.mailboxes["alice@example.org"]["tags"] == []
     assert csite.run("plan", "--detailed-exitcode").code == 0
+
+
+def test_import_leaves_out_the_domains_default_quota(csite: Site, cow: MailcowEmulator) -> None:
+    cow.add_domain("example.org", defquota_mib=3072)
+    cow.add_mailbox("plain@example.org", quota_mib=3072)  # what mailcow gave it
+    cow.add_mailbox("big@example.org", name="Big", quota_mib=5120)  # someone's choice
+    cow.add_alias("seen@example.org", ["big@example.org"])
+    _, imported = csite.import_roundtrip("cow")
+    boxes = {m["local_part"]: m for m in imported["domains"]["example.org"]["mailboxes"]}
+    assert boxes["plain"] == {"local_part": "plain"}
+    assert boxes["big"]["quota"] == "5G" and boxes["big"]["name"] == "Big"

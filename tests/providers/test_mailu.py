@@ -154,3 +154,13 @@ def test_enabled_is_the_users_enabled_flag(usite: Site, mailu: MailuEmulator) ->
     assert mailu.users["alice@example.org"]["enabled"] is False
     r, _ = usite.import_roundtrip("mu")
     assert "enabled: false" in r.out
+
+
+def test_import_leaves_out_mailus_default_quota(usite: Site, mailu: MailuEmulator) -> None:
+    mailu.add_domain("example.org")
+    mailu.add_user("plain@example.org")  # Mailu's 10**9 bytes
+    mailu.add_user("big@example.org", quota_bytes=2 << 30)
+    _, imported = usite.import_roundtrip("mu")
+    boxes = {m["local_part"]: m for m in imported["domains"]["example.org"]["mailboxes"]}
+    assert boxes["plain"] == {"local_part": "plain"}
+    assert boxes["big"]["quota"] == "2G"

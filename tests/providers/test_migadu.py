@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -143,6 +148,75 @@ def test_403_is_a_rate_limit_backed_off_and_retried(msite: Site, mig: MigaduEmul
     assert len(mig.mailboxes) == 2 and len(mig.aliases) == 2  # nothing created twice
 
 
+def test_403_waits_backoff_seconds_before_the_retry(msite: Site, mig: MigaduEmulator) -> None:
+    alice: list[float] = []  # when alice's create reached the server, refused or not
+
+    def arrived(req: Request) -> bool:
+        if req.method == "POST" and b"Alice" in req.body:
+            alice.append(time.monotonic())
+            return True
+        return False
+
+    # The fault is asked about each request until it has fired; `before` sees those served.
+    mig.inject(Fault("status", status=403, body=FORBIDDEN, times=1, when=arrived))
+    mig.before = arrived
+    r = msite.run("apply")
+    assert r.code == 0, r.all
+    assert len(alice) == 2  # refused once, then sent again ...
+    assert alice[1] - alice[0] >= 0.2  # ... no sooner than backoff_seconds
+    assert "Migadu refused a request with HTTP 403 (its rate limit): pausing 0.2 s" in r.err
+
+
+def _start(site: Site, *args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAILCTL_")}
+    env.update(site.env, NO_COLOR="1")
+    return subprocess.Popen([sys.executable, "-m", "mailctl", *args], cwd=site.path, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return err
+
+
+def test_default_rate_limit_backs_off_too(site: Site, mig: MigaduEmulator) -> None:
+    """With no `rate_limit:` key, a 403 pauses everything for the default backoff_seconds
+    (120 s) — in this process and the next — instead of retrying every second, which is
+    what gets an IP blocked."""
+    site.env.update({"MIGADU_KEY": KEY, "BOB_PASSWORD": BOB_PW})
+    text = CONFIG.format(url=mig.url, user=USER, limit=60, window=120)
+    site.config("\n".join(line for line in text.splitlines() if "rate_limit" not in line))
+    mig.inject(Fault("status", status=403, body=FORBIDDEN, times=-1))
+    first = _start(site, "plan")
+    try:
+        deadline = time.monotonic() + 30  # however slow the start-up, then 6 s more
+        while not mig.log and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.05)
+        time.sleep(6)
+        assert first.poll() is None  # still waiting out the pause, not given up
+        assert [st for _, _, st in mig.log] == [403]  # one refusal in 6 s, no retries
+        second = _start(site, "plan")  # the pause is remembered across processes
+        try:
+            time.sleep(3)
+            assert second.poll() is None
+            assert len(mig.log) == 1
+        finally:
+            _stop(second)
+    finally:
+        err = _stop(first)
+    assert "Migadu refused a request with HTTP 403 (its rate limit): pausing 120 s" in err
+    state = next((Path(site.env["XDG_CACHE_HOME"]) / "mailctl" / "ratelimit").iterdir())
+    assert json.loads(state.read_text())["paused_until"] > time.time() + 100
+    assert state.stat().st_mode & 0o777 == 0o600
+    assert state.parent.stat().st_mode & 0o777 == 0o700
+
+
 def test_persistent_403_stops_the_apply(msite: Site, mig: MigaduEmulator) -> None:
     mig.inject(Fault("status", status=403, body=FORBIDDEN, method="POST", times=-1))
     r, data = msite.apply_json()
@@ -169,7 +243,19 @@ def test_bad_key_and_missing_domain(msite: Site, mig: MigaduEmulator) -> None:
     assert "${env:MIGADU_KEY}" in r.err and USER in r.err
     assert_no_secret(r, wrong, KEY)
 
+
+
+def test_a_domain_the_account_lacks_is_one_error_and_one_request(
+    msite: Site, mig: MigaduEmulator
+) -> None:
+    """Not a plan of creates that would each fail (and spend a rate-limited request)."""
     del mig.domains["example.org"]
-    r, data = msite.apply_json()
-    assert r.code == 3
-    assert "not set up in this Migadu account" in data["outcomes"][0]["message"]
+    for cmd in ("plan", "apply", "status"):
+        mig.reset_log()
+        r = msite.run(cmd)
+        assert r.code == 3, r.all
+        assert ("mig: example.org: Migadu does not hold domain example.org (account "
+                f"{USER}): add it in Migadu's admin first") in r.err
+        assert "to create" not in r.out
+        assert mig.calls() == 1, (cmd, mig.log)  # the domain's first list call said 404
+    assert not mig.mailboxes and not mig.aliases

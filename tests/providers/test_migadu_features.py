@@ -268,3 +268,52 @@ def test_invalid_combinations_are_refused(site: Site) -> None:
 """)
     r = site.run("validate", env={"MIGADU_KEY": KEY})
     assert r.code == 1 and "mailctl.yaml:15:37: error: expected a date as YYYY-MM-DD" in r.err
+
+
+def test_import_leaves_out_what_migadu_filled_in(fsite: Site, mig: MigaduEmulator) -> None:
+    """Migadu's template autoreply, its default spam settings and a name that is just
+    the local part are nobody's choice: `import` does not write them; choices it keeps."""
+    from tests.emulators.migadu import TEMPLATE_BODY
+
+    mig.add_mailbox("plain@example.org", "plain")  # as Migadu holds a fresh mailbox
+    mig.add_identity("plain@example.org", "id@example.org", "id")
+    mig.add_mailbox("away@example.org", "Away Person", spam_aggressiveness="strict",
+                    autorespond_active=True)  # switched on, template text kept
+    mig.add_mailbox("own@example.org", "own", spam_action="subject",
+                    autorespond_subject="Gone", autorespond_body="Back in May")
+    r, imported = fsite.import_roundtrip("mig")
+    assert "Autoreply: {{subject}}" not in r.out and "out of the office" not in r.out
+    boxes = {m["local_part"]: m for m in imported["domains"]["example.org"]["mailboxes"]}
+    assert boxes["plain"] == {"local_part": "plain",
+                              "identities": [{"local_part": "id"}]}
+    assert boxes["away"] == {"local_part": "away", "name": "Away Person",
+                             "spam": {"aggressiveness": "strict"},
+                             "autoresponder": {"active": True}}
+    assert boxes["own"] == {"local_part": "own", "spam": {"action": "tag"},
+                            "autoresponder": {"active": False, "subject": "Gone",
+                                              "body": "Back in May"}}
+    # The template is what a new mailbox holds; the YAML above recreates exactly that.
+    assert mig.mailboxes["plain@example.org"]["autorespond_body"] == TEMPLATE_BODY
+
+
+@pytest.mark.parametrize(("key", "theirs", "ours"), [
+    ("action", "subject", "tag"), ("aggressiveness", "strictest", "most_strict")])
+def test_migadus_own_spam_words_get_mailctls_spelling(
+    site: Site, key: str, theirs: str, ours: str
+) -> None:
+    site.config(HEAD.format(url="http://x") + f"""\
+    mailboxes:
+      - local_part: a
+        spam: {{{key}: {theirs}}}
+""")
+    r = site.run("validate", env={"MIGADU_KEY": KEY})
+    assert r.code == 1
+    assert "mailctl.yaml:15:" in r.err and f"error: invalid value '{theirs}'" in r.err
+    assert (f"hint: '{theirs}' is Migadu's word for it: write mailctl's '{ours}', which is "
+            f"sent to Migadu as '{theirs}'") in r.err
+    site.config(HEAD.format(url="http://x") + f"""\
+    mailboxes:
+      - local_part: a
+        spam: {{{key}: {ours}}}
+""")
+    assert site.run("validate", env={"MIGADU_KEY": KEY}).code == 0

@@ -113,3 +113,14 @@ def test_bad_token(ssite: Site, sw: StalwartEmulator) -> None:
     assert r.code == 3
     assert "${env:STALWART_KEY}" in r.err
     assert_no_secret(r, "nope-nope-nope-nope", TOKEN)
+
+
+def test_a_domain_the_server_lacks_is_one_error(ssite: Site, sw: StalwartEmulator) -> None:
+    sw.domains.clear()
+    sw.reset_log()
+    r = ssite.run("plan")
+    assert r.code == 3, r.all
+    assert ("sw: example.org: Stalwart does not hold domain example.org: add it in "
+            "Stalwart's admin first (mailctl does not create Stalwart domains)") in r.err
+    assert "to create" not in r.out
+    assert len(sw.log) == 2  # the session, then one x:Domain/get: no per-object calls

@@ -98,13 +98,17 @@ def test_http_200_errors_are_mapped(lsite: Site, old: StalwartEmulator) -> None:
 
 def test_missing_domain_and_lost_answer(lsite: Site, old: StalwartEmulator) -> None:
     del old.principals["example.org"]
-    r, data = lsite.apply_json()
-    assert r.code == 3
-    assert "domain example.org does not exist in Stalwart" in data["outcomes"][0]["message"]
+    for cmd in ("plan", "apply"):
+        old.reset_log()
+        r = lsite.run(cmd)
+        assert r.code == 3, r.all
+        assert ("sw: example.org: Stalwart does not hold domain example.org: add it in "
+                "Stalwart's admin first") in r.err
+        assert not any(m != "GET" for m, _, _ in old.log)  # reads only, nothing created
     old.add_domain("example.org")
     # The create went through but its answer was lost: re-read and adopted, not re-sent.
     old.inject(Fault("drop_after", method="POST"))
-    r, data = lsite.apply_json()
+    r, _ = lsite.apply_json()
     assert r.code == 0, r.all
     assert sum(1 for p in old.principals.values() if p["type"] == "individual") == 2
 

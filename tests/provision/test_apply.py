@@ -133,10 +133,14 @@ def test_reconcile_updates_only_when_asked(site: Path) -> None:
     cfg = site / "mailctl.yaml"
     cfg.write_text(cfg.read_text().replace("quota: 2G", "quota: 5G"))
     r = run_cli("plan", "--detailed-exitcode", cwd=site, env=ENV)
-    assert r.code == 0
+    # Drift that is only "not included" still fails a CI gate, and is not "in sync".
+    assert r.code == 2
     assert "1 drifted object(s) not updated (use --reconcile)" in r.out
+    assert "~ mailbox  alice@example.org  quota: 2G -> 5G" in r.out
+    assert "matches" not in r.out.replace("does not match", "")
     r = run_cli("apply", cwd=site, env=ENV)
-    assert "No changes" in r.out
+    assert r.code == 0
+    assert "No changes with these options, but the provider does not match" in r.out
     assert "alice@example.org:2G" in (site / "dms" / "dovecot-quotas.cf").read_text()
     r = run_cli("plan", "--reconcile", "--json", cwd=site, env=ENV)
     change = json.loads(r.out)["changes"][0]

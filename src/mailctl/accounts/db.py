@@ -5,11 +5,18 @@ the lock when its (short) transaction starts instead of failing to upgrade a
 read lock halfway through. No transaction ever spans a provider call.
 Migrations are Alembic's; the common "already at head" case is checked with
 one query so that the CLI does not pay for importing Alembic on every run.
+
+The SQLite file holds token hashes (or secrets) and the rate limiter's salt:
+it is created 0600 before SQLite opens it, so its -wal, -shm and -journal
+files (which SQLite creates with the database file's mode) are 0600 too, and
+a directory made for it is 0700.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +38,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-HEAD = "0002"  # the newest migration in accounts/migrations/versions
+HEAD = "0003"  # the newest migration in accounts/migrations/versions
 BUSY_TIMEOUT_MS = 15_000
+SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
+log = logging.getLogger(__name__)
 
 metadata = MetaData()
 
@@ -40,8 +49,9 @@ tokens = Table(
     "tokens", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(64), nullable=False, unique=True),
-    # Kept to print invite URLs and QR codes again; looked up by its hash.
-    Column("secret", String(128), nullable=False),
+    # Kept only with `accounts.token_secrets: stored`, to print invite URLs and QR codes
+    # again; NULL with `hashed` (the default). Redemption looks up the hash.
+    Column("secret", String(128), nullable=True),
     Column("secret_hash", String(64), nullable=False, unique=True),
     Column("domain", String(253), nullable=False),
     Column("prefix", String(32), nullable=False, server_default=""),
@@ -89,6 +99,17 @@ store_meta = Table(
     Column("value", String(256), nullable=False),
 )
 
+# Periodic jobs (the scheduled prune), one row each: who runs it, until when nobody else
+# may start it, and when it last finished. Taken with one conditional upsert
+# (Store.claim_lease), so one worker on any host runs it at a time.
+leases = Table(
+    "leases", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("until", Float, nullable=False),
+    Column("done", Float, nullable=False, server_default="0"),
+)
+
 
 def default_url(config_path: Path) -> str:
     return f"sqlite:///{(config_path.parent / 'mailctl-accounts.db').resolve()}"
@@ -104,8 +125,49 @@ def resolve_url(configured: str | None, config_path: Path) -> str:
     return url
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of an SQLite URL; None for other databases and in-memory ones."""
+    if not url.startswith("sqlite:///"):
+        return None
+    rest = url[len("sqlite:///"):].split("?", 1)[0]
+    if not rest or rest == ":memory:" or rest.startswith("file:"):
+        return None
+    return Path(rest)
+
+
+def secure_sqlite_file(path: Path) -> None:
+    """Create the database file 0600 (its directory 0700 if we make it) before SQLite does.
+
+    A file we own that is readable by others (made by an older mailctl with the umask's
+    0644) is narrowed to 0600, with its -wal/-shm/-journal files."""
+    missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    for d in reversed(missing):  # mkdir(parents=True) would make the upper ones 0777-umask
+        d.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(d, 0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        os.close(fd)
+        return
+    for suffix in SQLITE_SUFFIXES:
+        part = path.with_name(path.name + suffix)
+        try:
+            st = part.stat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_mode & 0o077:
+            os.chmod(part, 0o600)
+            log.warning("%s was readable by others (mode %o): narrowed to 0600", part,
+                        st.st_mode & 0o777)
+
+
 def make_engine(url: str, pool_size: int = 8) -> Engine:
     if url.startswith("sqlite"):
+        path = sqlite_file(url)
+        if path is not None:
+            secure_sqlite_file(path)
         engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size * 4,
                                connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_connect)
@@ -146,10 +208,26 @@ def migrate(engine: Engine) -> None:
     from alembic import command
     from alembic.config import Config as AlembicConfig
 
-    with engine.begin() as conn:  # SQLite: BEGIN IMMEDIATE serialises the migrators
-        if engine.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(7040423)"))
-        cfg = AlembicConfig()
-        cfg.set_main_option("script_location", "mailctl.accounts:migrations")
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        if sqlite:
+            # Batch migrations rebuild a table (copy, drop, rename). With foreign keys on,
+            # dropping `tokens` would SET NULL every account's token_id. The pragma only
+            # takes effect outside a transaction, hence on the raw connection first.
+            raw.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+        try:
+            with conn.begin():  # SQLite: BEGIN IMMEDIATE serialises the migrators
+                if engine.dialect.name == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(7040423)"))
+                cfg = AlembicConfig()
+                cfg.set_main_option("script_location", "mailctl.accounts:migrations")
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration broke {len(broken)} references")
+        finally:
+            if sqlite:
+                raw.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]

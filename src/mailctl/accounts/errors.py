@@ -56,6 +56,17 @@ class StoreBusy(AccountsError):
     retry_after = 5.0
 
 
+class StoreUnavailable(AccountsError):
+    """The store cannot be opened (an unwritable directory, a database server down)."""
+
+    status = 503
+    retry_after = 30.0
+
+    def __init__(self, reason: str, local: bool = False) -> None:
+        super().__init__(reason)
+        self.local = local  # a file on this machine, not a server that did not answer
+
+
 class ProviderUnavailable(AccountsError):
     status = 503
     retry_after = 30.0

@@ -58,6 +58,20 @@ def parse_date(text: str) -> int:
     return int(when.timestamp())
 
 
+def parse_until(text: str, now: float) -> int:
+    """An end date for a token: parse_date, and in the future (a past one would make a
+    token that is dead on arrival; `tokens disable` is the way to stop one now)."""
+    try:
+        when = parse_date(text)
+    except (OverflowError, OSError):
+        raise ExpiryError(f"invalid date {text!r}: expected YYYY-MM-DD or an ISO 8601 time"
+                          ) from None
+    if when <= now:
+        raise ExpiryError(f"{text!r} is in the past ({iso(when)}): expected a future date, "
+                          "YYYY-MM-DD or an ISO 8601 time")
+    return when
+
+
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None

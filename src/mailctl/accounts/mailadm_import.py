@@ -1,7 +1,8 @@
 """Bring tokens and users over from a mailadm database (its SQLite schema, dbversion 1).
 
-Token secrets are kept, so QR codes already printed keep working once the
-endpoint points at mailctl; use counts are kept too. The mailboxes already
+Token secrets keep working (as hashes, or stored with `token_secrets:
+stored`), so QR codes already printed keep working once the endpoint points
+at mailctl; use counts are kept too. The mailboxes already
 exist at the provider, so nothing is created there. The file is opened
 read-only: an import never changes the mailadm database.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mailctl.accounts.errors import AlreadyExists, InvalidInput
 from mailctl.accounts.expiry import ExpiryError, normalise_expiry
@@ -53,25 +55,48 @@ def _open(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def import_mailadm(path: Path, store: Store, provider_of: dict[str, str],
-                   domain: str | None = None) -> ImportReport:
-    """`provider_of`: the config's domain -> provider map (accounts need a provider)."""
+@dataclass
+class MailadmDump:
+    config: dict[str, str]
+    token_rows: list[Any]
+    user_rows: list[Any]
+
+
+def read_mailadm(path: Path) -> MailadmDump:
+    """Everything the import needs, read before mailctl's own store is touched."""
     conn = _open(path)
     try:
         config = dict(conn.execute("SELECT name, value FROM config").fetchall())
         token_rows = conn.execute(
             "SELECT name, token, expiry, prefix, maxuse, usecount FROM tokens").fetchall()
         user_rows = conn.execute("SELECT addr, date, ttl, token_name FROM users").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise InvalidInput(f"{path}: not a mailadm database ({exc})") from None
     finally:
         conn.close()
-    report = ImportReport(web_endpoint=config.get("web_endpoint"),
-                          mail_domain=config.get("mail_domain"))
+    return MailadmDump(config, token_rows, user_rows)
+
+
+def import_domain(dump: MailadmDump, provider_of: dict[str, str],
+                  domain: str | None = None) -> str:
+    """The domain the tokens are for: `domain`, else mailadm's mail_domain; declared."""
     try:
-        dom = normalise_domain(domain or config.get("mail_domain") or "")
+        dom = normalise_domain(domain or dump.config.get("mail_domain") or "")
     except AddressError as exc:
         raise InvalidInput(f"mail domain: {exc}; pass --domain") from None
     if dom not in provider_of:
         raise InvalidInput(f"domain {dom} is not declared in the config; declare it first")
+    return dom
+
+
+def import_mailadm(dump: MailadmDump, store: Store, provider_of: dict[str, str],
+                   domain: str, keep_secrets: bool = False) -> ImportReport:
+    """`provider_of`: the config's domain -> provider map (accounts need a provider).
+    `keep_secrets`: store the token secrets themselves (`token_secrets: stored`)."""
+    config, token_rows, user_rows = dump.config, dump.token_rows, dump.user_rows
+    report = ImportReport(web_endpoint=config.get("web_endpoint"),
+                          mail_domain=config.get("mail_domain"))
+    dom = domain
 
     ids: dict[str, tuple[int, str]] = {}
     for name, secret, expiry, prefix, maxuse, usecount in token_rows:
@@ -82,7 +107,7 @@ def import_mailadm(path: Path, store: Store, provider_of: dict[str, str],
             continue
         try:
             tok = store.add_token(name, str(secret), dom, prefix or "", code, int(maxuse),
-                                  usecount=int(usecount or 0))
+                                  usecount=int(usecount or 0), keep_secret=keep_secrets)
         except AlreadyExists:
             report.skipped_tokens.append((name, "a token with this name or secret exists"))
             try:

@@ -25,8 +25,9 @@ from mailctl.accounts.errors import (
     UnknownToken,
 )
 from mailctl.accounts.expiry import iso
+from mailctl.accounts.model import Account, Token
 from mailctl.accounts.settings import AccountsSettings
-from mailctl.accounts.store import Account, Store, Token
+from mailctl.accounts.store import Store
 from mailctl.model import Kind, Mailbox, domain_of
 from mailctl.providers.base import ErrorKind, Provider, ProviderError
 from mailctl.provision.changes import Action, Change, Outcome, Status
@@ -132,8 +133,12 @@ class AccountService:
         return self.create(None, token, token.expiry, token.ttl, ticket=ticket)
 
     def create(self, address: str | None, token: Token | None, expiry: str,
-               ttl: int | None, ticket: Ticket | None = None) -> Credentials:
-        """Reserve, create at the provider, then commit; any failure undoes the reservation."""
+               ttl: int | None, ticket: Ticket | None = None,
+               password: Secret | None = None) -> Credentials:
+        """Reserve, create at the provider, then commit; any failure undoes the reservation.
+
+        `password`: one the caller already saved (a QR file, a secrets file), so that a
+        crash right after the provider commits cannot lose it; else a fresh one."""
         domain = token.domain if address is None and token else domain_of(address or "")
         if not domain:
             raise InvalidInput("an address or a token is needed")
@@ -144,7 +149,8 @@ class AccountService:
         for attempt in range(ATTEMPTS if address is None else 1):
             addr = address or self.random_address(token)  # type: ignore[arg-type]
             try:
-                creds = self._create_one(addr, pname, provider, token, expiry, ttl, ticket)
+                creds = self._create_one(addr, pname, provider, token, expiry, ttl, ticket,
+                                         password or generate_password())
             except AddressTaken:
                 if address is not None or attempt == ATTEMPTS - 1:
                     raise
@@ -153,10 +159,10 @@ class AccountService:
         raise AssertionError("unreachable")
 
     def _create_one(self, address: str, pname: str, provider: Provider, token: Token | None,
-                    expiry: str, ttl: int | None, ticket: Ticket | None) -> Credentials:
+                    expiry: str, ttl: int | None, ticket: Ticket | None,
+                    password: Secret) -> Credentials:
         now = int(time.time())
         rid = self.store.reserve(address, pname, token, ttl, now)
-        password = generate_password()
         change = Change(Action.CREATE, Kind.MAILBOX, domain_of(address), address, pname,
                         desired=Mailbox(address, password=password))
         try:

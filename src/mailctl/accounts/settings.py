@@ -67,6 +67,13 @@ class AccountsSettings(_Strict):
     # A reservation older than this whose request never finished is repaired by reconcile.
     pending_grace: float = Field(default=600.0, ge=0)
     local_part_length: int = Field(default=10, ge=8, le=40)
+    # `hashed`: the store keeps only a SHA-256 of each token secret, so a copied database
+    # mints no accounts, but an invite URL is shown once (tokens add / tokens rotate).
+    # `stored`: the secret too, so `tokens show` and `tokens qr` can print it again.
+    token_secrets: Literal["hashed", "stored"] = "hashed"
+    # `mailctl serve` deletes expired accounts this often (seconds; 0: never, then run
+    # `mailctl accounts prune` from cron). One worker on one host prunes at a time.
+    prune_interval: float = Field(default=600.0, ge=0, le=7 * 86400)
 
     @field_validator("database")
     @classmethod

@@ -6,16 +6,18 @@ which the database applies atomically whatever the number of processes, and
 inserts the account as `pending` in the same transaction. The provider is
 called with no transaction open. `release` gives the slot back only for a
 row that is still pending, so a repeated release cannot free two slots.
+
+Token secrets are looked up by their SHA-256 and, by default, stored only as
+that hash (`accounts.token_secrets: hashed`): a copy of the database then
+mints no accounts. Secrets are 192 random bits, so a fast hash is enough.
 """
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -35,68 +37,28 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from mailctl.accounts.db import accounts, make_engine, migrate, rate_limits, store_meta, tokens
+from mailctl.accounts.db import (
+    accounts,
+    leases,
+    make_engine,
+    migrate,
+    rate_limits,
+    store_meta,
+    tokens,
+)
 from mailctl.accounts.errors import (
     AddressTaken,
     AlreadyExists,
     NotFound,
     StoreBusy,
+    StoreUnavailable,
     TokenUnusable,
 )
-from mailctl.accounts.expiry import parse_expiry
+from mailctl.accounts.model import ACTIVE, PENDING, Account, Token, secret_hash
 
-PENDING, ACTIVE = "pending", "active"
 TOKEN_FIELDS = frozenset({"domain", "prefix", "expiry", "maxuse", "valid_until", "disabled"})
-
-
-def secret_hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Token:
-    id: int
-    name: str
-    secret: str
-    domain: str
-    prefix: str
-    expiry: str
-    maxuse: int
-    usecount: int
-    valid_until: int | None
-    disabled: bool
-    created: int
-
-    @property
-    def ttl(self) -> int | None:
-        return parse_expiry(self.expiry)
-
-    def unusable_reason(self, now: float) -> str | None:
-        if self.disabled:
-            return f"token {self.name} is disabled"
-        if self.valid_until is not None and self.valid_until <= now:
-            return f"token {self.name} is no longer valid"
-        if self.usecount >= self.maxuse:
-            return f"token {self.name} is used up ({self.maxuse} of {self.maxuse} accounts)"
-        return None
-
-    def __repr__(self) -> str:  # the secret stays out of tracebacks and logs
-        return f"Token(name={self.name!r}, domain={self.domain!r}, uses={self.usecount}/" \
-               f"{self.maxuse})"
-
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    id: int
-    address: str
-    token_id: int | None
-    token_name: str | None
-    provider: str
-    created: int
-    expires: int | None
-    state: str
 
 
 def _token(row: Any) -> Token:
@@ -112,11 +74,25 @@ def _account(row: Any) -> Account:
                    m["created"], m["expires"], m["state"])
 
 
+def _shown(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparsable URL)"
+
+
 class Store:
     def __init__(self, url: str, pool_size: int = 8) -> None:
         self.url = url
-        self.engine = make_engine(url, pool_size)
-        migrate(self.engine)
+        try:
+            self.engine = make_engine(url, pool_size)
+            migrate(self.engine)
+        except (OSError, DBAPIError) as exc:
+            reason = exc.orig if isinstance(exc, DBAPIError) else exc.strerror or exc
+            raise StoreUnavailable(f"cannot open the accounts store {_shown(url)}: {reason}",
+                                   local=url.startswith("sqlite")) from None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -135,11 +111,13 @@ class Store:
 
     def add_token(self, name: str, secret: str, domain: str, prefix: str, expiry: str,
                   maxuse: int, valid_until: int | None = None, usecount: int = 0,
-                  disabled: bool = False) -> Token:
+                  disabled: bool = False, keep_secret: bool = False) -> Token:
+        """`keep_secret`: store the secret itself too, so its URL can be printed again."""
         try:
             with self._tx() as c:
                 c.execute(insert(tokens).values(
-                    name=name, secret=secret, secret_hash=secret_hash(secret), domain=domain,
+                    name=name, secret=secret if keep_secret else None,
+                    secret_hash=secret_hash(secret), domain=domain,
                     prefix=prefix, expiry=expiry, maxuse=maxuse, usecount=usecount,
                     valid_until=valid_until, disabled=disabled, created=int(time.time())))
         except IntegrityError:
@@ -159,12 +137,30 @@ class Store:
 
     def find_secret(self, secret: str) -> Token | None:
         """The token with this secret; the final comparison is in constant time."""
+        digest = secret_hash(secret)
         with self.engine.connect() as c:
-            row = c.execute(select(tokens).where(
-                tokens.c.secret_hash == secret_hash(secret))).first()
-        if row is None or not secrets.compare_digest(row.secret.encode(), secret.encode()):
+            row = c.execute(select(tokens).where(tokens.c.secret_hash == digest)).first()
+        if row is None or not secrets.compare_digest(row.secret_hash.encode(),
+                                                     digest.encode()):
             return None
         return _token(row)
+
+    def rotate_token(self, name: str, secret: str, keep_secret: bool = False) -> Token:
+        """A new secret for `name`: the old one stops working when this commits."""
+        with self._tx() as c:
+            r = c.execute(update(tokens).where(tokens.c.name == name).values(
+                secret=secret if keep_secret else None, secret_hash=secret_hash(secret)))
+        if r.rowcount == 0:
+            raise NotFound(f"no token named {name}")
+        return self.token(name)
+
+    def forget_secret(self, name: str) -> Token:
+        """Keep only the hash: the URL keeps working but can no longer be printed."""
+        with self._tx() as c:
+            r = c.execute(update(tokens).where(tokens.c.name == name).values(secret=None))
+        if r.rowcount == 0:
+            raise NotFound(f"no token named {name}")
+        return self.token(name)
 
     def update_token(self, name: str, **fields: Any) -> Token:
         """Change settings; the use count is not among them, so an edit never resets it."""
@@ -266,6 +262,33 @@ class Store:
                                         accounts.c.created <= int(before)))
         with self.engine.connect() as c:
             return [_account(r) for r in c.execute(q)]
+
+    # -- leases (one runner of a periodic job across workers and hosts) ----------
+
+    def claim_lease(self, name: str, holder: str, hold: float, every: float,
+                    now: float | None = None) -> bool:
+        """Start a run of job `name` if none is running and the last one finished at least
+        `every` seconds ago; then nobody else may start one for `hold` seconds (or until
+        finish_lease). One atomic upsert, so of any number of callers one wins."""
+        t = self._clock(now)
+        pg = self.engine.dialect.name == "postgresql"
+        ins = (postgresql.insert if pg else sqlite.insert)(leases).values(
+            name=name, holder=holder, until=t + hold, done=0.0)
+        stmt = ins.on_conflict_do_update(
+            index_elements=[leases.c.name],
+            set_={"holder": holder, "until": t + hold},
+            where=and_(leases.c.until <= t, leases.c.done <= t - every),
+        ).returning(leases.c.holder)
+        with self._tx() as c:
+            return c.execute(stmt).first() is not None
+
+    def finish_lease(self, name: str, holder: str, now: float | None = None) -> None:
+        """The run of `name` that `holder` started is over: the next is due `every` later."""
+        t = self._clock(now)
+        with self._tx() as c:
+            c.execute(update(leases).where(and_(leases.c.name == name,
+                                                leases.c.holder == holder))
+                      .values(until=t, done=t))
 
     # -- rate limiting -----------------------------------------------------------
 

@@ -6,7 +6,7 @@ import json
 import sys
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -17,15 +17,22 @@ from mailctl.cli.common import (
     REFUSED,
     ConfigOpt,
     JsonOpt,
+    check_output_file,
     err,
     fail,
+    json_error,
+    json_errors,
+    json_errors_on,
     load,
     provider_failure,
+    require_domains,
+    usage,
 )
 
 if TYPE_CHECKING:
     from mailctl.config.load import Config
     from mailctl.providers.base import Provider
+    from mailctl.provision.changes import Change
     from mailctl.provision.plan import Plan
 
 DomainOpt = Annotated[
@@ -53,9 +60,10 @@ def _domains(config: Config, names: list[str] | None) -> list[str] | None:
         try:
             d = normalise_domain(n)
         except AddressError as exc:
-            fail(str(exc))
+            usage(f"--domain {n!r}: {exc}", "a domain name")
         if d not in config.desired.domains:
-            fail(f"domain {d} is not declared in {config.path}")
+            usage(f"--domain {d} is not declared in {config.path}",
+                  "one of " + ", ".join(sorted(config.desired.domains)))
         out.append(d)
     return out
 
@@ -102,12 +110,20 @@ def register(app: typer.Typer) -> None:
 
 def validate(file: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Check the config: schema, references, provider features. Changes nothing."""
+    json_errors(as_json)
     config = load(file, as_json)
     n = sum(s.count() for s in config.desired.domains.values())
+    warnings = [] if config.desired.domains else [
+        "no domains are declared: plan, apply and status have nothing to compare"]
     if as_json:
-        print(json.dumps({"ok": True, "domains": len(config.desired.domains), "objects": n}))
+        print(json.dumps({"ok": True, "domains": len(config.desired.domains), "objects": n,
+                          "warnings": warnings}))
     else:
-        print(f"{config.path}: ok ({len(config.desired.domains)} domains, {n} objects)")
+        d = len(config.desired.domains)
+        print(f"{config.path}: ok ({d} domain{'' if d == 1 else 's'}, "
+              f"{n} object{'' if n == 1 else 's'})")
+    for w in warnings:
+        err(f"warning: {config.path}: {w}")
 
 
 def plan(
@@ -118,17 +134,24 @@ def plan(
     as_json: JsonOpt = False,
     markdown: Annotated[bool, typer.Option("--markdown", help="a Markdown table")] = False,
     detailed_exitcode: Annotated[
-        bool, typer.Option("--detailed-exitcode", help="exit 2 when there are changes")
+        bool, typer.Option("--detailed-exitcode",
+                           help="exit 2 when the provider differs from the config: changes "
+                           "to apply, or drift these options leave out")
     ] = False,
 ) -> None:
     """Show what apply would change. Create-only unless --reconcile / --prune."""
+    if as_json and markdown:
+        usage("--json and --markdown together", "one output format")
+    json_errors(as_json)
     config = load(file)
+    require_domains(config)
     p = _plan(config, reconcile, prune, domain)
     _print_plan(p, "json" if as_json else "markdown" if markdown else "text")
     s = config.file.safety
     for v in p.safety_violations(s.max_update_share, s.max_delete_share, s.min_existing):
         err(f"warning: apply would refuse without --force: {v}")
-    if detailed_exitcode and not p.empty:
+    # Drift that is only "not included" is still drift: a CI gate must see it.
+    if detailed_exitcode and not p.in_sync:
         raise typer.Exit(CHANGES)
 
 
@@ -151,37 +174,36 @@ def apply(
     from mailctl.provision.changes import Action, Status
     from mailctl.provision.engine import execute
 
+    json_errors(as_json)
+    if secrets_out is not None:  # before anything is read, asked or changed
+        check_output_file(secrets_out, "--secrets-out")
     config = load(file)
+    require_domains(config)
     p = _plan(config, reconcile, prune, domain)
     if p.empty:
         if as_json:
-            print(json.dumps({"ok": True, "changed": False, "outcomes": [],
-                              "held": p.counts(p.held)}))
+            print(json.dumps({"ok": True, "changed": False, "in_sync": p.in_sync,
+                              "outcomes": [], "held": p.counts(p.held)}))
         else:
-            print("No changes. The provider already matches the config.")
-            render.held_note(p, sys.stdout)
+            render.no_changes(p, sys.stdout)
         raise typer.Exit(OK)
     s = config.file.safety
     violations = p.safety_violations(s.max_update_share, s.max_delete_share, s.min_existing)
     if violations and not force:
-        for v in violations:
-            err(f"refused: {v}")
-        err("Nothing was changed. Re-run with --force if this is intended.")
-        raise typer.Exit(REFUSED)
-    deletes = sum(1 for ch in p.changes if ch.action is Action.DELETE)
+        refused = [ch for ch in p.changes if ch.action is not Action.CREATE]
+        _refuse("; ".join(violations), refused, violations,
+                "Nothing was changed. Re-run with --force if this is intended.")
+    deletes = [ch for ch in p.changes if ch.action is Action.DELETE]
     if not as_json:
         render.text(p, sys.stdout)
     if deletes and not yes:
         if not sys.stdin.isatty():
-            err(f"refused: {deletes} objects would be deleted; pass --yes to confirm "
-                "(no terminal to ask on). Nothing was changed.")
-            raise typer.Exit(REFUSED)
-        answer = typer.prompt(f"Delete {deletes} objects? Type 'yes' to continue", default="")
+            _refuse(f"{len(deletes)} objects would be deleted; pass --yes to confirm "
+                    "(no terminal to ask on)", deletes, [], "Nothing was changed.")
+        answer = typer.prompt(f"Delete {len(deletes)} objects? Type 'yes' to continue",
+                              default="")
         if answer.strip().lower() != "yes":
-            err("Nothing was changed.")
-            raise typer.Exit(REFUSED)
-    if secrets_out is not None and secrets_out.is_dir():
-        fail(f"--secrets-out {secrets_out} is a directory")
+            _refuse("the deletes were not confirmed", deletes, [], "Nothing was changed.")
 
     with _working(f"applying {len(p.changes)} changes", quiet=as_json):
         result = execute(config, p, secrets_out=secrets_out)
@@ -199,6 +221,21 @@ def apply(
         raise typer.Exit(PROVIDER)
 
 
+def _refuse(reason: str, changes: list[Change], violations: list[str], tail: str) -> NoReturn:
+    """Exit 4, naming every change that was refused (on stderr, and in the JSON error)."""
+    from mailctl.provision.plan import change_dict
+
+    err(f"refused: {reason}")
+    err(f"The refused changes ({len(changes)}):")
+    for ch in changes:
+        err(f"  {ch.action.symbol} {ch.kind.value:<8} {ch.key}")
+    err(tail)
+    if json_errors_on():
+        json_error("refused", reason, REFUSED, violations=violations,
+                   refused_changes=[change_dict(ch) for ch in changes])
+    raise typer.Exit(REFUSED)
+
+
 def status(
     file: ConfigOpt = None, domain: DomainOpt = None, as_json: JsonOpt = False
 ) -> None:
@@ -207,14 +244,16 @@ def status(
     from mailctl.provision import render
     from mailctl.provision.engine import status as get_status
 
+    json_errors(as_json)
     config = load(file)
+    require_domains(config)
     try:
         rows = get_status(config, _domains(config, domain))
     except ProviderError as exc:
         provider_failure(exc)
     if as_json:
-        print(json.dumps({"domains": rows, "in_sync": all(r["in_sync"] for r in rows)},
-                         indent=2))
+        print(json.dumps({"ok": True, "domains": rows,
+                          "in_sync": all(r["in_sync"] for r in rows)}, indent=2))
     else:
         render.status_table(rows)
     if not all(r["in_sync"] for r in rows):
@@ -227,32 +266,58 @@ def import_(
     domain: DomainOpt = None,
     setting: Annotated[
         list[str] | None,
-        typer.Option("--setting", "-s", help="KEY=VALUE provider setting, when --provider "
-                     "is a type not in the config (e.g. -p dms -s path=./config)"),
+        typer.Option("--setting", "-s", metavar="KEY=VALUE",
+                     help="provider setting, when --provider is a type not in the config "
+                     "(e.g. -p dms -s path=./config); repeatable"),
     ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="write the YAML to this file instead of stdout; "
+                     "folder paths in it are made relative to the file's folder",
+                     show_default=False),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite --output if it exists")]
+    = False,
     file: ConfigOpt = None,
 ) -> None:
-    """Print the provider's existing state as mailctl YAML (adoption in one command)."""
+    """Print the provider's existing state as mailctl YAML (adoption in one command).
+
+    A docker-mailserver `path` is written so that it works from where the YAML
+    lives: relative to --output's folder, or absolute on stdout."""
     import yaml
 
     from mailctl.model import AddressError, normalise_domain
     from mailctl.providers.base import ProviderError
-    from mailctl.provision.export import export_config
+    from mailctl.provision.export import export_config, relocate_paths
 
+    if output is not None:
+        check_output_file(output, "--output")
+        if output.exists() and not force:
+            usage(f"--output {output} exists", "a new file, or --force to overwrite it")
     prov, block = _import_provider(provider, setting or [], file)
     try:
         names = [normalise_domain(d) for d in domain] if domain else prov.list_domains()
-        states = list(prov.read(names).values())
+        states = [prov.without_defaults(s) for s in prov.read(names).values()]
     except AddressError as exc:
-        fail(str(exc))
+        usage(f"--domain: {exc}", "a domain name")
     except ProviderError as exc:
         provider_failure(exc)
     missing = [s.name for s in states if not s.exists]
     if missing:
         fail(f"provider {provider!r} holds no domain {', '.join(missing)}")
+    block = relocate_paths(block, prov.base_dir,
+                           output.resolve().parent if output is not None else None)
     data, warnings = export_config(provider, block, states)
-    sys.stdout.write(f"# mailctl config imported from provider {provider!r}\n")
-    sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    text = (f"# mailctl config imported from provider {provider!r}\n"
+            + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        from mailctl.util.atomic import atomic_write
+
+        # References only, never a secret: readable like any file kept in git.
+        atomic_write(output, text, 0o644)
+        err(f"wrote {output}")
     for w in warnings:
         err(f"warning: {w} (the YAML will not validate until this is fixed)")
 
@@ -269,14 +334,17 @@ def _import_provider(
         if name in config.providers:
             return config.provider(name), dict(config.providers[name].raw)
         if name not in provider_types():
-            fail(f"no provider {name!r} in {path}")
+            usage(f"--provider {name!r}: no such provider in {path}",
+                  "one of " + ", ".join(sorted(config.providers) or ["(none)"])
+                  + ", or a provider type with --setting")
     if name not in provider_types():
-        fail(f"unknown provider type {name!r} (known: {', '.join(provider_types())})")
+        usage(f"--provider {name!r} is not a provider type",
+              "one of " + ", ".join(provider_types()))
     raw: dict[str, object] = {}
     for item in settings:
         key, sep, value = item.partition("=")
-        if not sep:
-            fail(f"--setting {item!r}: expected KEY=VALUE")
+        if not sep or not key.strip():
+            usage(f"--setting {item!r}", "KEY=VALUE")
         raw[key.strip()] = value
     cls = provider_class(name)
     from pydantic import ValidationError
@@ -284,6 +352,7 @@ def _import_provider(
     try:
         parsed = cls.settings_model.model_validate(raw)
     except ValidationError as exc:
-        fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        usage("--setting: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                        for e in exc.errors()),
+              f"the settings of a {name} provider (docs/providers.md)")
     return cls(name, parsed, Path.cwd()), {"type": name, **raw}
-

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from mailctl.config.yamlpos import Located, Path_, Pos
+from mailctl.errors import MailctlError
 
 
 @dataclass(slots=True)
@@ -48,12 +49,22 @@ class Issue:
         }
 
 
-class ConfigError(Exception):
+class ConfigError(MailctlError):
     """One or more problems in a config file; all are reported at once."""
 
-    def __init__(self, issues: list[Issue]) -> None:
+    def __init__(self, issues: list[Issue], omitted: int = 0) -> None:
         super().__init__("\n".join(i.format() for i in issues))
         self.issues = issues
+        self.omitted = omitted  # problems past MAX_ISSUES, counted but not listed
+
+    @property
+    def count(self) -> int:
+        return len(self.issues) + self.omitted
+
+
+# A hostile or generated file can hold a million mistakes; each listed one costs
+# a position lookup and a line of output. Past this many, they are only counted.
+MAX_ISSUES = 500
 
 
 @dataclass(slots=True)
@@ -63,6 +74,14 @@ class Collector:
     file: str
     located: Located | None = None
     issues: list[Issue] = field(default_factory=list)
+    # Maps a path in salvaged data back to the file's path (config/salvage.py).
+    translate: Callable[[Path_], Path_] | None = None
+    omitted: int = 0
+
+    def pos(self, path: Path_, prefer_key: bool = False) -> Pos | None:
+        if self.translate is not None:
+            path = self.translate(path)
+        return self.located.pos(path, prefer_key) if self.located else None
 
     def add(
         self,
@@ -73,6 +92,11 @@ class Collector:
         at_key: bool = False,
         pos: Pos | None = None,
     ) -> None:
+        if len(self.issues) >= MAX_ISSUES:
+            self.omitted += 1
+            return
+        if self.translate is not None:
+            path = self.translate(path)
         if pos is None and self.located:
             pos = self.located.pos(path, prefer_key=at_key)
         self.issues.append(Issue(self.file, pos, message, hint, tuple(path)))
@@ -80,7 +104,7 @@ class Collector:
     def raise_if_any(self) -> None:
         if self.issues:
             self.issues.sort(key=lambda i: (i.pos.line, i.pos.col) if i.pos else (0, 0))
-            raise ConfigError(self.issues)
+            raise ConfigError(self.issues, self.omitted)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:

@@ -13,11 +13,13 @@ from pydantic import BaseModel, ValidationError
 
 from mailctl.config.errors import Collector, ConfigError, Issue, did_you_mean
 from mailctl.config.refs import RefError, Resolver
+from mailctl.config.salvage import salvage
 from mailctl.config.schema import ConfigFile
 from mailctl.config.semantic import Desired, build_desired
 from mailctl.config.yamlpos import Located, Path_, YamlSyntaxError, load_located
-from mailctl.providers import provider_class, provider_types
+from mailctl.providers import provider_class, provider_types, spelling_hint
 from mailctl.providers.base import Provider, ProviderSettings
+from mailctl.util.files import FileReadError, MiB, read_text
 
 DEFAULT_NAME = "mailctl.yaml"
 
@@ -64,21 +66,32 @@ class Config:
             p.close()
 
 
+# A 100,000-mailbox file is about 8 MiB; parsing takes ~40x the file's size in memory.
+MAX_CONFIG_BYTES = 16 * MiB
+
+
+def read_config_text(path: Path) -> str:
+    """The file's text, or a ConfigError: never a hang on a FIFO, never a huge read."""
+    name = str(path)
+    try:
+        return read_text(path, limit=MAX_CONFIG_BYTES, what="config file")
+    except FileReadError as exc:
+        if not os.path.lexists(path):
+            raise ConfigError([Issue(
+                name, None, "config file not found",
+                "pass -f FILE, set MAILCTL_CONFIG, create ./mailctl.yaml, or run `mailctl init`",
+            )]) from None
+        raise ConfigError([Issue(name, None, exc.message, exc.hint)]) from None
+
+
 def load_config(path: Path | None = None) -> Config:
     path = path or default_path()
     name = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError([Issue(name, None, "config file not found",
-                                 "pass -f FILE, set MAILCTL_CONFIG, or create ./mailctl.yaml")]
-                          ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([Issue(name, None, f"cannot read config file: {exc}")]) from None
+    text = read_config_text(path)
     try:
         located = load_located(text, name)
     except YamlSyntaxError as exc:
-        raise ConfigError([Issue(name, exc.pos, exc.message, exc.hint)]) from None
+        raise ConfigError([Issue(name, exc.pos, exc.message, exc.hint, exc.path)]) from None
 
     col = Collector(name, located)
     for dup_path, first, second in located.duplicates:
@@ -88,12 +101,20 @@ def load_config(path: Path | None = None) -> Config:
         col.add((), "the config must be a mapping with `providers:` and `domains:`")
         col.raise_if_any()
 
+    complete = True  # False: parts of the file were left out after shape errors
     try:
         cfg = ConfigFile.model_validate(located.data)
     except ValidationError as exc:
         _report_pydantic(exc, col, ConfigFile, ())
-        col.raise_if_any()
-        raise  # pragma: no cover - raise_if_any always raises here
+        saved = salvage(ConfigFile, located.data, exc)
+        if not isinstance(saved.model, ConfigFile):
+            col.raise_if_any()
+            raise  # pragma: no cover - raise_if_any always raises here
+        # Go on with what was well-formed, so the checks below report their
+        # problems in the same run; messages still point at the file's lines.
+        cfg = saved.model
+        col.translate = saved.original
+        complete = not any(p[0] in ("domains", "providers") for p in saved.dropped)
 
     resolver = Resolver(path.parent.resolve())
     providers: dict[str, ProviderInstance] = {}
@@ -122,7 +143,7 @@ def load_config(path: Path | None = None) -> Config:
         classes[pname] = cls
         providers[pname] = ProviderInstance(pname, pc.type, cls, settings, {"type": pc.type, **raw})
 
-    desired = build_desired(cfg, col, resolver, classes)
+    desired = build_desired(cfg, col, resolver, classes, complete=complete)
     col.raise_if_any()
     return Config(path, cfg, located, providers, desired, resolver)
 
@@ -177,18 +198,75 @@ def _report_pydantic(
             col.add(path[:-1], f"missing required key {loc[-1]!r}")
         elif etype == "literal_error":
             shown = "" if _sensitive(path) else f" {err.get('input')!r}"
-            col.add(path, f"invalid value{shown}: {err['msg'].lower()}")
+            col.add(path, f"invalid value{shown}: {err['msg'].lower()}",
+                    spelling_hint(path, err.get("input")))
         elif etype == "value_error":
             col.add(path, str(err.get("ctx", {}).get("error", err["msg"])))
         else:
             got = err.get("input")
-            if _sensitive(path):
-                shown = ""  # never echo what may be a secret typed into the wrong place
-            elif isinstance(got, dict | list):
-                shown = f" (got a {type(got).__name__})"
-            else:
-                shown = f" (got {type(got).__name__} {got!r})"
-            col.add(path, err["msg"].replace("Input should be", "expected") + shown)
+            # never echo what may be a secret typed into the wrong place
+            shown = "" if _sensitive(path) else f" (got {_shown(got)})"
+            hint = ("a share is a fraction of a domain's existing objects: 0.3 means 30 %"
+                    if str(path[-1]).endswith("_share") else None)
+            col.add(path, _expected(etype, err, path) + shown, hint)
+
+
+# What a list field holds, in the words of docs/config.md.
+_LISTS = {
+    "aliases": "a list of local parts, e.g. [info, sales]",
+    "forwards": "a list of addresses, e.g. [bob@example.net]",
+    "destinations": "a list of local parts or addresses, e.g. [alice, bob@example.net]",
+    "catch_all": "a local part, an address, or a list of them",
+    "mailboxes": "a list of mailboxes, each `- local_part: NAME`",
+    "identities": "a list of identities, each `- local_part: NAME`",
+    "rewrites": "a list of rewrites, each with name, local_part_rule and destinations",
+    "tags": "a list of labels, e.g. [staff, vip]",
+    "unmanaged": "a list of local-part globs, e.g. [\"tmp.*\"]",
+}
+_TYPES = {
+    "bool": "true or false",
+    "int": "a whole number",
+    "float": "a number",
+    "string": "text",
+    "dict": "a mapping (`key: value` lines)",
+    "model": "a mapping (`key: value` lines)",
+    "tuple": "a list",
+    "list": "a list",
+}
+
+
+def _expected(etype: str, err: Any, path: Path_) -> str:
+    ctx = err.get("ctx") or {}
+    field = next((p for p in reversed(path) if isinstance(p, str)), "")
+    if etype in ("tuple_type", "list_type") and field in _LISTS:
+        return f"expected {_LISTS[field]}"
+    bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=",
+              "less_than": "<"}
+    if etype in bounds:
+        for key in ("ge", "gt", "le", "lt"):
+            if key in ctx:
+                bound = ctx[key]
+                if isinstance(bound, float) and bound.is_integer():
+                    bound = int(bound)
+                return f"expected a number {bounds[etype]} {bound}"
+    if etype == "too_short" and ctx.get("min_length") == 1:
+        return "expected at least one entry"
+    base = etype.split("_")[0]
+    if etype.endswith(("_type", "_parsing", "_attributes_type")) and base in _TYPES:
+        return f"expected {_TYPES[base]}"
+    return str(err["msg"]).replace("Input should be", "expected")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "nothing"
+    return repr(value)
 
 
 def _sensitive(path: Path_) -> bool:

@@ -174,9 +174,18 @@ class ProviderConfig(BaseModel):
 
 
 class Safety(Strict):
-    max_update_share: float = Field(0.3, ge=0, le=1)
-    max_delete_share: float = Field(0.3, ge=0, le=1)
-    min_existing: int = Field(10, ge=0)
+    """Shares are fractions (0.3 = 30 %), not percentages: strict, so `true` or `"7"`
+    is not quietly read as a number."""
+
+    max_update_share: float = Field(0.3, ge=0, le=1, strict=True, allow_inf_nan=False,
+                                    description="refuse updates beyond this share of a "
+                                    "domain's existing objects (0..1)")
+    max_delete_share: float = Field(0.3, ge=0, le=1, strict=True, allow_inf_nan=False,
+                                    description="refuse deletes beyond this share of a "
+                                    "domain's existing objects (0..1)")
+    min_existing: int = Field(10, ge=0, strict=True,
+                              description="domains with fewer existing objects are "
+                              "not limited")
 
 
 class ConfigFile(Strict):

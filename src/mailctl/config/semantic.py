@@ -87,7 +87,7 @@ class _DomainBuilder(ExtrasMixin):
         if seen is None:
             self.desired.where[address] = path
             return True
-        other = self.col.located.pos(seen) if self.col.located else None
+        other = self.col.pos(seen)
         where = f" (line {other.line})" if other else ""
         if what == "alias" and len(seen) == 4 and seen[2] == "mailboxes":
             self.col.add(
@@ -119,6 +119,7 @@ class _DomainBuilder(ExtrasMixin):
         self.desired.unmanaged[name] = tuple(p.lower() for p in dc.unmanaged)
         caps = cls.capabilities if cls else Capabilities()
         domain_len = dc.password_policy.length if dc.password_policy else 32
+        self._quota(caps, dc.quota, (*base, "quota"), dc.provider)
 
         for i, mc in enumerate(dc.mailboxes):
             mp: Path_ = (*base, "mailboxes", i)
@@ -146,6 +147,7 @@ class _DomainBuilder(ExtrasMixin):
             self._feature(caps, "display_name", mc.name is not None, (*mp, "name"), dc.provider)
             self._feature(caps, "spam", mc.spam is not None, (*mp, "spam"), dc.provider)
             self._feature(caps, "quota", mbox.quota is not None, (*mp, "quota"), dc.provider)
+            self._quota(caps, mc.quota, (*mp, "quota"), dc.provider)
             self.mailbox_settings(mbox, mc, mp, caps, dc.provider)
             self.identities(state, mbox, mc, mp, caps, dc.provider)
             for j, alias in enumerate(mc.aliases):
@@ -235,6 +237,13 @@ class _DomainBuilder(ExtrasMixin):
                 at_key=True,
             )
 
+    def _quota(self, caps: Capabilities, quota: int | None, path: Path_, provider: str) -> None:
+        """What the provider can store is data on its capabilities (providers/base.py)."""
+        problem = caps.quota_limits.problem(quota, provider) if quota is not None and \
+            not caps.lacks("quota") else None
+        if problem:
+            self.col.add(path, *problem)
+
     def _provider_check(self, cls: type[Provider] | None, address: str, path: Path_) -> None:
         if cls is None:
             return
@@ -248,12 +257,17 @@ def build_desired(
     col: Collector,
     resolver: Resolver,
     provider_classes: dict[str, type[Provider]],
+    *,
+    complete: bool = True,
 ) -> Desired:
+    """`complete=False`: shape errors left parts of the file out, so the checks that
+    need the whole file (unknown providers, destinations that must exist) are skipped
+    rather than reporting what was only left out."""
     desired = Desired()
     builder = _DomainBuilder(col, resolver, desired, provider_classes)
     for raw_name, dc in cfg.domains.items():
         cls = provider_classes.get(dc.provider)
-        if dc.provider not in cfg.providers:
+        if complete and dc.provider not in cfg.providers:
             col.add(
                 ("domains", raw_name, "provider"),
                 f"unknown provider {dc.provider!r}",
@@ -262,7 +276,8 @@ def build_desired(
             )
         builder.build(raw_name, dc, cls)
     _check_unmanaged(desired, col)
-    _check_destinations(desired, col, provider_classes)
+    if complete:
+        _check_destinations(desired, col, provider_classes)
     _check_loops(desired, col)
     return desired
 

@@ -25,3 +25,17 @@ def provider_class(type_name: str) -> type[Provider]:
     module_name, _, attr = target.partition(":")
     cls: type[Provider] = getattr(importlib.import_module(module_name), attr)
     return cls
+
+
+def spelling_hint(path: tuple[str | int, ...], value: object) -> str | None:
+    """A hint for a config value that is a provider's own word for one of mailctl's
+    (Migadu's spam `subject` is mailctl's `tag`), for the config's error messages."""
+    if len(path) < 2 or path[-2] != "spam" or not isinstance(value, str):
+        return None
+    from mailctl.providers.migadu.codec import mailctl_word
+
+    word = mailctl_word(str(path[-1]), value)
+    if word is None:
+        return None
+    return (f"{value!r} is Migadu's word for it: write mailctl's {word!r}, which is sent to "
+            f"Migadu as {value!r}")

@@ -10,15 +10,66 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from mailctl.model import DomainState
+from mailctl.model import AddressError, DomainState, normalise_address
 from mailctl.provision.changes import Change, Outcome
+from mailctl.util.sizes import approx_size, format_size
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaLimits:
+    """The quotas a provider can store: at most `max_bytes`, in steps of `step` bytes.
+
+    Checked when the config is validated, so a value the provider (or the Dovecot
+    behind it) cannot hold never reaches it; `why_max` and `why_step` say where each
+    limit comes from, for the hint."""
+
+    max_bytes: int | None = None
+    step: int = 1
+    why_max: str = ""
+    why_step: str = ""
+
+    def problem(self, quota: int, provider: str) -> tuple[str, str] | None:
+        """(message, hint) when `quota` (bytes; 0 = unlimited) cannot be stored."""
+        if quota == 0:
+            return None
+        if self.max_bytes is not None and quota > self.max_bytes:
+            return (f"quota {_shown(quota)} is more than provider {provider!r} can store",
+                    f"at most {_shown(self.max_bytes)} (about {approx_size(self.max_bytes)})"
+                    f": {self.why_max}; 0 means no limit")
+        if quota % self.step:
+            lower = quota - quota % self.step
+            near = [format_size(v) for v in (lower, lower + self.step)
+                    if v > 0 and (self.max_bytes is None or v <= self.max_bytes)]
+            return (f"quota {_shown(quota)} is not a whole number of {format_size(self.step)}"
+                    f", as provider {provider!r} needs",
+                    f"use {' or '.join(near)}: {self.why_step}")
+        return None
+
+
+def _shown(size: int) -> str:
+    text = format_size(size)
+    return f"{size} bytes" if text.endswith("B") else text
+
+
+# Dovecot (docker-mailserver, the sandbox, Mailu) keeps a quota as a signed 64-bit
+# byte count and derives its 10% grace from it in the same type, so limit * 10 must
+# fit (2.3: quota-util.c, `quota_rule_recalculate_relative_rules`). Dovecot 2.3.19
+# refuses 2^63 bytes and more outright (every delivery answers 451); 2.4 silently
+# treats them as unlimited, and docker-mailserver computes the grace as size / 10 in
+# bash. Measured on the sandbox: 922337203685477580 bytes still delivers.
+DOVECOT_QUOTA = QuotaLimits(
+    max_bytes=(2**63 - 1) // 10,
+    why_max="Dovecot keeps a quota as a signed 64-bit byte count and works out its 10% "
+            "grace in it, which overflows past this (from 2^63 bytes on, every delivery "
+            "is refused)",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +99,7 @@ class Capabilities:
     rewrites: bool = False
     enabled: bool = False  # `enabled: false` switches a mailbox off
     tags: bool = False  # mailbox `tags`
+    quota_limits: QuotaLimits = field(default_factory=QuotaLimits)
 
     def lacks(self, feature: str) -> bool:
         return not bool(getattr(self, feature))
@@ -124,9 +176,43 @@ class Provider(ABC):
     def apply(self, changes: Sequence[Change]) -> list[Outcome]:
         """Perform `changes` (already ordered); one outcome per change, in order."""
 
+    def without_defaults(self, state: DomainState) -> DomainState:
+        """The state as `import` writes it: a field that holds the provider's own default
+        (nobody chose it: Migadu's template autoreply text, Mailu's 1 GB quota) is left
+        out, i.e. unmanaged, so the YAML shows only choices. Plans never use this: for
+        a diff every value is compared as read."""
+        return state
+
     def settings_for_export(self) -> dict[str, Any]:
         """The settings block as `import` writes it (secret references kept as references)."""
         return self.settings.model_dump(mode="json", exclude_defaults=True)  # type: ignore[no-any-return]
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
+
+
+def norm_addresses(raw: str | Sequence[str]) -> tuple[str, ...]:
+    """Destinations as the planner compares them, from a provider's CSV string or list;
+    special targets a provider keeps (mailcow's null@localhost) stay as they are."""
+    items = raw.replace(";", ",").replace(" ", ",").split(",") if isinstance(raw, str) else raw
+    out: list[str] = []
+    for item in items:
+        text = item.strip()
+        if not text:
+            continue
+        try:
+            text = normalise_address(text)
+        except AddressError:
+            text = text.lower()
+        if text not in out:
+            out.append(text)
+    return tuple(out)
+
+
+def comparable(fields: dict[str, Any]) -> dict[str, Any]:
+    """Managed fields as the planner and the providers compare them: destinations are
+    sets, so their order in the YAML or in a provider's list is never drift."""
+    out = dict(fields)
+    if "destinations" in out:
+        out["destinations"] = sorted(out["destinations"])
+    return out

@@ -9,6 +9,7 @@ bytes. All of that is absorbed here so the planner sees plain values.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -25,10 +26,33 @@ from mailctl.model import (
     normalise_address,
     normalise_domain,
 )
-from mailctl.providers.base import Capabilities, ErrorKind, ProviderError
-from mailctl.providers.http import HttpClient, HttpProvider, HttpSettings, MailObject, decode
+from mailctl.providers.base import (
+    Capabilities,
+    ErrorKind,
+    ProviderError,
+    QuotaLimits,
+    norm_addresses,
+)
+from mailctl.providers.http import (
+    HttpClient,
+    HttpProvider,
+    HttpSettings,
+    MailObject,
+    decode,
+    provider_message,
+)
 
 MIB = 1 << 20
+# mailcow takes `quota` as an integer of MiB (functions.mailbox.inc.php: intval, then
+# * 1048576 into a BIGINT of bytes) and gives Dovecot 2.3.21 `*:bytes=N` plus its own
+# `quota_rule2 = Trash:storage=+100%%`: Dovecot computes that rule as N * 100 in a
+# signed 64-bit integer (quota-util.c), so N * 100 must fit.
+QUOTA = QuotaLimits(
+    max_bytes=(2**63 - 1) // 100 // MIB * MIB, step=MIB,
+    why_max="mailcow's Dovecot works out the Trash allowance (+100% of the quota) as a "
+            "signed 64-bit byte count, which overflows past this",
+    why_step="mailcow's API takes quotas as a whole number of MiB",
+)
 
 # Result codes from mailcow's functions.mailbox.inc.php, by what they mean to us.
 _CODES: dict[str, ErrorKind] = {
@@ -43,12 +67,18 @@ _CODES: dict[str, ErrorKind] = {
                      "max_quota_exceeded"), ErrorKind.INVALID),
 }
 _HINTS = {
-    "access_denied": "mailcow also answers this when the domain does not exist",
-    "is_alias_or_mailbox": "at mailcow an address cannot be both a mailbox and an alias",
-    "max_mailbox_exceeded": "raise the domain's mailbox limit (new_domain.mailboxes for "
-                            "domains mailctl creates)",
-    "max_alias_exceeded": "raise the domain's alias limit",
-    "mailbox_quota_left_exceeded": "the domain's total quota is used up",
+    "access_denied": "mailcow also answers this when the domain does not exist: check that "
+                     "the domain is at mailcow, then re-run",
+    "is_alias_or_mailbox": "at mailcow an address cannot be both a mailbox and an alias: "
+                           "remove one of them (in the config or at mailcow)",
+    "max_mailbox_exceeded": "raise the domain's mailbox limit at mailcow (new_domain.mailboxes "
+                            "for domains mailctl creates)",
+    "max_alias_exceeded": "raise the domain's alias limit at mailcow (new_domain.aliases for "
+                          "domains mailctl creates)",
+    "mailbox_quota_exceeded": "the quota is above the domain's largest mailbox quota: raise "
+                              "its maxquota at mailcow (new_domain.maxquota) or lower `quota`",
+    "mailbox_quota_left_exceeded": "the domain's total quota is used up: raise it at mailcow "
+                                   "(new_domain.quota) or lower the mailbox quotas",
 }
 
 
@@ -68,23 +98,6 @@ def as_list(body: Any) -> list[dict[str, Any]]:
     if isinstance(body, dict) and body:
         return [body]
     return []
-
-
-def norm_addresses(raw: str | Sequence[str]) -> tuple[str, ...]:
-    """Destinations as the planner compares them; special targets (null@localhost) kept."""
-    items = raw.replace(";", ",").replace(" ", ",").split(",") if isinstance(raw, str) else raw
-    out: list[str] = []
-    for item in items:
-        text = item.strip()
-        if not text:
-            continue
-        try:
-            text = normalise_address(text)
-        except AddressError:
-            text = text.lower()
-        if text not in out:
-            out.append(text)
-    return tuple(out)
 
 
 def as_bool(value: Any) -> bool:
@@ -115,20 +128,25 @@ def check_result(body: Any, client: HttpClient, obj: str | None) -> None:
         parts = [str(x) for x in msg] if isinstance(msg, list) else [str(msg)]
         code = parts[0] if parts else "unknown"
         args = ", ".join(parts[1:])
-        hint = _HINTS.get(code)
+        kind = _CODES.get(code, ErrorKind.UNKNOWN)
+        hint = _HINTS.get(code) or ("look at it in mailcow's admin, then re-run"
+                                     if kind is ErrorKind.CONFLICT else
+                                     "fix what it names (in the config or at mailcow), then "
+                                     "re-run")
         raise client.error(
-            _CODES.get(code, ErrorKind.UNKNOWN),
-            f"mailcow refused it: {code}" + (f" ({args})" if args else ""), obj=obj,
-            detail=hint)
+            kind, f"mailcow refused it: {code}" + (f" ({args})" if args else "") + f"; {hint}",
+            obj=obj)
 
 
 def _classify(resp: httpx.Response, client: HttpClient) -> ProviderError | None:
-    if resp.status_code == 403 and "read/write" in resp.text:
+    # PHP's json_encode escapes slashes (`read\/write`): match the decoded message.
+    if resp.status_code == 403 and "read/write access denied" in provider_message(resp):
         return client.error(
             ErrorKind.AUTH,
             f"mailcow accepted {client.credential} but it is a read-only key "
             "(HTTP 403: API read/write access denied); plan and status work with it, "
-            "apply needs the read-write key")
+            f"apply needs a read-write key: put mailcow's read-write API key in "
+            f"{client.credential} (System → Configuration → Access → API)")
     return None
 
 
@@ -139,11 +157,15 @@ class MailcowProvider(HttpProvider):
     capabilities: ClassVar[Capabilities] = Capabilities(
         mailboxes=True, aliases=True, forwards=False, catch_all=True, quota=True,
         display_name=True, spam=False, external_destinations=True, domains=True,
-        enabled=True, tags=True,
+        enabled=True, tags=True, quota_limits=QUOTA,
     )
     settings_model = MailcowSettings
     auth_hint = (" and that this machine's IP is in the API allow-list (System → "
                  "Configuration → Access → API); mailcow reports failed keys to fail2ban")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._default_quota: dict[str, int] = {}  # domain -> def_quota_for_mbox (bytes)
 
     def make_client(self) -> HttpClient:
         key = self.secret()
@@ -163,7 +185,20 @@ class MailcowProvider(HttpProvider):
 
     def list_domains(self) -> list[str]:
         rows = as_list(self.http.get_json("get/domain/all"))
-        return sorted(normalise_domain(str(r["domain_name"])) for r in rows if r.get("domain_name"))
+        names = {normalise_domain(str(r["domain_name"])): r for r in rows
+                 if r.get("domain_name")}
+        # A new mailbox without a quota gets its domain's default (bytes on read).
+        self._default_quota.update({d: int(r.get("def_quota_for_mbox") or 0)
+                                    for d, r in names.items()})
+        return sorted(names)
+
+    def without_defaults(self, state: DomainState) -> DomainState:
+        default = self._default_quota.get(state.name)
+        if not default:
+            return state
+        return dataclasses.replace(state, mailboxes={
+            k: dataclasses.replace(m, quota=None) if m.quota == default else m
+            for k, m in state.mailboxes.items()})
 
     def read(self, domains: Sequence[str]) -> dict[str, DomainState]:
         existing = set(self.list_domains())
@@ -250,8 +285,11 @@ class MailcowProvider(HttpProvider):
                 body["tags"] = list(obj.tags)
             self._post("add/mailbox", body, obj.address, idempotent=False)
         elif isinstance(obj, Alias):
-            # Without `active`, mailcow creates the alias switched off.
-            body = {"address": obj.address, "goto": ",".join(obj.destinations), "active": "1"}
+            # What mailcow's own "add alias" form sends (templates/modals/mailbox.twig):
+            # the API stores a flag it is not given as 0, so without these the alias
+            # would be switched off, hidden in SOGo and not usable as a sender.
+            body = {"address": obj.address, "goto": ",".join(obj.destinations), "active": "1",
+                    "sogo_visible": "1", "sender_allowed": "1"}
             self._post("add/alias", body, obj.address, idempotent=False)
         else:
             raise self.error(ErrorKind.INVALID, "mailcow forwards are not supported", obj.key)

@@ -10,6 +10,7 @@ authentication failures are never retried.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -27,7 +28,13 @@ from mailctl.model import (
     normalise_address,
     normalise_domain,
 )
-from mailctl.providers.base import Capabilities, ErrorKind, ProviderError
+from mailctl.providers.base import (
+    DOVECOT_QUOTA,
+    Capabilities,
+    ErrorKind,
+    ProviderError,
+    norm_addresses,
+)
 from mailctl.providers.http import (
     HttpClient,
     HttpProvider,
@@ -36,7 +43,8 @@ from mailctl.providers.http import (
     decode,
     provider_message,
 )
-from mailctl.providers.mailcow import norm_addresses
+
+MAILU_DEFAULT_QUOTA = 10**9
 
 
 class MailuSettings(HttpSettings):
@@ -70,6 +78,9 @@ class MailuProvider(HttpProvider):
         # Mailu at apply time (404), and reported with what to do instead.
         display_name=True, spam=False, external_destinations=True, domains=True,
         enabled=True,  # the user's `enabled`
+        # `quota_bytes` is a BigInteger handed to Dovecot 2.3 as `*:bytes=N` with its
+        # default 10% grace (core/admin/mailu/internal/views/dovecot.py): the dms limit.
+        quota_limits=DOVECOT_QUOTA,
     )
     settings_model = MailuSettings
     auth_hint = " (Mailu's API_TOKEN from mailu.env)"
@@ -146,6 +157,13 @@ class MailuProvider(HttpProvider):
             return self._alias(row)
         mb, fw = self._user(row)
         return fw if kind is Kind.FORWARD else mb
+
+    def without_defaults(self, state: DomainState) -> DomainState:
+        """Mailu gives a user created without one a quota of 10**9 bytes
+        (core/admin/mailu/models.py `quota_bytes` default): not a choice to import."""
+        return dataclasses.replace(state, mailboxes={
+            k: dataclasses.replace(m, quota=None) if m.quota == MAILU_DEFAULT_QUOTA else m
+            for k, m in state.mailboxes.items()})
 
     def domain_exists(self, domain: str) -> bool:
         resp = self.http.request("GET", f"domain/{domain}", obj=domain, ok=(404,))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from mailctl.model import ADDRESS_LISTS, Access, DomainState, Footer, Identity, Mailbox, domain_of
@@ -151,3 +153,31 @@ def export_config(
         domains[st.name] = block
         warnings.extend(warns)
     return {"providers": {provider_name: provider_block}, "domains": domains}, warnings
+
+
+# Provider settings that name a folder, relative to the config file's folder.
+# (Only docker-mailserver has one; hosted providers are reached by URL.)
+_FOLDER_SETTINGS = {"dms": ("path",)}
+
+
+def relocate_paths(block: dict[str, Any], base_dir: Path,
+                   out_dir: Path | None) -> dict[str, Any]:
+    """The settings block with folder paths that work from the YAML's new home.
+
+    A path is relative to the folder of the file it is written in, so copying it
+    unchanged into a YAML kept elsewhere points at the wrong folder. Written to
+    a known file, it becomes relative to that file's folder; to stdout, where the
+    YAML will live is unknown, so it becomes absolute."""
+    keys = _FOLDER_SETTINGS.get(str(block.get("type")), ())
+    out = dict(block)
+    for key in keys:
+        value = out.get(key)
+        if not isinstance(value, str) or value.startswith("${"):
+            continue
+        target = (base_dir / Path(value).expanduser()).resolve()
+        if out_dir is None:
+            out[key] = str(target)
+        else:
+            rel = os.path.relpath(target, out_dir)
+            out[key] = rel if rel.startswith("..") or os.path.isabs(rel) else f"./{rel}"
+    return out

@@ -9,17 +9,10 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from mailctl.model import DomainState, Kind
+from mailctl.providers.base import comparable as _comparable
 from mailctl.provision.changes import Action, Change
 
 _KINDS = (Kind.MAILBOX, Kind.IDENTITY, Kind.ALIAS, Kind.FORWARD, Kind.REWRITE)
-
-
-def _comparable(fields: dict[str, Any]) -> dict[str, Any]:
-    """Destinations are sets: order in the YAML or the provider's list is not drift."""
-    out = dict(fields)
-    if "destinations" in out:
-        out["destinations"] = sorted(out["destinations"])
-    return out
 
 
 def is_unmanaged(address: str, globs: tuple[str, ...]) -> bool:
@@ -92,7 +85,13 @@ class Plan:
 
     @property
     def empty(self) -> bool:
+        """Nothing to apply with the options given (held drift may remain)."""
         return not self.changes
+
+    @property
+    def in_sync(self) -> bool:
+        """The provider matches the config: nothing to apply and no drift held back."""
+        return not self.changes and not self.held
 
     def counts(self, changes: list[Change] | None = None) -> dict[str, int]:
         c = Counter(ch.action.value for ch in (self.changes if changes is None else changes))
@@ -128,6 +127,7 @@ class Plan:
     def as_dict(self) -> dict[str, Any]:
         return {
             "version": 1,
+            "in_sync": self.in_sync,
             "summary": self.counts(),
             "held": self.counts(self.held),
             "changes": [change_dict(ch) for ch in self.changes],

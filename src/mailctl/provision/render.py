@@ -67,36 +67,71 @@ def text(plan: Plan, out: TextIO) -> None:
             buf.append(f"{ch.domain} (provider {plan.providers.get(ch.domain, ch.provider)})\n")
         buf.append(_line(ch, color))
     c = plan.counts()
-    if plan.empty:
-        buf.append("No changes. The provider already matches the config.\n")
-    else:
+    if not plan.empty:
         buf.append(
             f"Plan: {c['create']} to create, {c['update']} to update, {c['delete']} to delete.\n"
         )
     out.write("".join(buf))
-    held_note(plan, out)
+    if plan.empty:
+        no_changes(plan, out)
+    else:
+        held_note(plan, out)
+
+
+def no_changes(plan: Plan, out: TextIO) -> None:
+    """The no-change message: "matches" only when nothing differs at all."""
+    if plan.held:
+        out.write("No changes with these options, but the provider does not match the "
+                  "config.\n")
+        held_note(plan, out)
+    else:
+        out.write("No changes. The provider matches the config.\n")
+
+
+# Past this many, held changes are counted but not listed one by one.
+HELD_SHOWN = 50
 
 
 def held_note(plan: Plan, out: TextIO) -> None:
+    """What differs but is not included, and which flag would include it."""
+    notes = held_summary(plan)
+    if not notes:
+        return
+    out.write("Not included: " + "; ".join(notes) + ".\n")
+    for ch in plan.held[:HELD_SHOWN]:
+        out.write(_line(ch, False))
+    if len(plan.held) > HELD_SHOWN:
+        out.write(f"  ... and {len(plan.held) - HELD_SHOWN} more (--json lists them all)\n")
+
+
+def held_summary(plan: Plan) -> list[str]:
     h = plan.counts(plan.held)
     notes = []
     if h["update"]:
         notes.append(f"{h['update']} drifted object(s) not updated (use --reconcile)")
     if h["delete"]:
         notes.append(f"{h['delete']} undeclared object(s) not deleted (use --prune)")
-    if notes:
-        out.write("Not included: " + "; ".join(notes) + ".\n")
+    return notes
 
 
 def markdown(plan: Plan) -> str:
-    rows = ["| action | kind | address | details |", "| --- | --- | --- | --- |"]
-    for ch in plan.changes:
-        detail = _fields(ch).strip().replace("|", "\\|")
-        rows.append(f"| {ch.action.value} | {ch.kind.value} | `{ch.key}` | {detail} |")
     c = plan.counts()
-    rows.append("")
-    rows.append(f"**{c['create']}** to create, **{c['update']}** to update, "
-                f"**{c['delete']}** to delete.")
+    rows: list[str] = []
+    if plan.empty:
+        rows.append("No changes with these options, but the provider does not match the config."
+                    if plan.held else "No changes: the provider matches the config.")
+    else:
+        rows += ["| action | kind | address | details |", "| --- | --- | --- | --- |"]
+        for ch in plan.changes:
+            detail = _fields(ch).strip().replace("|", "\\|")
+            rows.append(f"| {ch.action.value} | {ch.kind.value} | `{ch.key}` | {detail} |")
+        rows.append("")
+        rows.append(f"**{c['create']}** to create, **{c['update']}** to update, "
+                    f"**{c['delete']}** to delete.")
+    notes = held_summary(plan)
+    if notes:
+        rows.append("")
+        rows.append("Not included: " + "; ".join(notes) + ".")
     return "\n".join(rows) + "\n"
 
 
@@ -170,3 +205,28 @@ def status_table(rows: list[dict[str, Any]]) -> None:
                     print(f"  {what:<10} {singular[kind]} {addr}")
         for note in r.get("pending", []):
             print(f"  pending    {note}")
+    for line in status_notes(rows):
+        print(line)
+
+
+def status_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """Which apply flag brings each kind of difference into line."""
+    totals = {"missing": 0, "drifted": 0, "undeclared": 0}
+    for r in rows:
+        for k in _STATUS_KINDS:
+            for what in totals:
+                totals[what] += len(r.get(k, {}).get(what, ()))
+    if not any(totals.values()):
+        return ["In sync: the provider matches the config."]
+    parts = []
+    if totals["missing"]:
+        parts.append(f"{totals['missing']} missing (`mailctl apply` creates them)")
+    if totals["drifted"]:
+        parts.append(f"{totals['drifted']} drifted (`mailctl apply --reconcile` updates them)")
+    if totals["undeclared"]:
+        parts.append(f"{totals['undeclared']} undeclared "
+                     "(`mailctl apply --prune` deletes them)")
+    return ["Not in sync: " + "; ".join(parts) + "."]
+
+
+_STATUS_KINDS = ("mailboxes", "aliases", "forwards", "identities", "rewrites")

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from mailctl.errors import MailctlError
 from mailctl.sandbox.render import write_atomic
 
 STATE_FILE = "sandbox.json"
@@ -16,7 +17,7 @@ STATE_FILE = "sandbox.json"
 MARKER_NAME = ".mailctl-sandbox"
 
 
-class SandboxError(RuntimeError):
+class SandboxError(MailctlError, RuntimeError):
     """A problem the user can act on; the message says what and where."""
 
 

@@ -38,3 +38,12 @@ def format_size(size: int) -> str:
     if size % _UNITS["K"] == 0:
         return f"{size // _UNITS['K']}k"
     return f"{size}B"
+
+
+def approx_size(size: int) -> str:
+    """Three significant figures in the largest binary unit: for people, never parsed."""
+    for unit, power in (("EiB", 60), ("PiB", 50), ("TiB", 40), ("GiB", 30), ("MiB", 20),
+                        ("KiB", 10)):
+        if size >= 1 << power:
+            return f"{size / (1 << power):.3g} {unit}"
+    return f"{size} bytes"

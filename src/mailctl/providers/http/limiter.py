@@ -26,6 +26,8 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
+from mailctl.util.atomic import atomic_write
+
 
 def state_path(kind: str, identity: str) -> Path:
     """Where the window of one account at one endpoint is remembered (never the key)."""
@@ -42,6 +44,7 @@ class RateLimiter:
         self.window = per_seconds
         self.state_file = state_file
         self._cond = threading.Condition()
+        self._save_lock = threading.Lock()  # one writer of the state file at a time
         self._in_flight = 0
         self._done: deque[float] = deque()
         self._paused_until = 0.0
@@ -91,9 +94,11 @@ class RateLimiter:
             self.release()
 
     def pause(self, seconds: float) -> None:
-        """The server said "slow down": nobody starts a request for `seconds`."""
+        """The server said "slow down": nobody starts a request for `seconds`, in this
+        process or the next one (saved at once: a killed run must not forget it)."""
         with self._cond:
             self._paused_until = max(self._paused_until, time.time() + seconds)
+        self.save()
 
     # -- persistence -----------------------------------------------------------
 
@@ -118,8 +123,9 @@ class RateLimiter:
         with self._cond:
             self._expire(time.time())
             data = {"done": list(self._done), "paused_until": self._paused_until}
-        with contextlib.suppress(OSError):  # losing the state only costs caution next run
-            self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.state_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps(data))
-            tmp.replace(self.state_file)
+        with self._save_lock, contextlib.suppress(OSError):  # a lost state only costs caution
+            ours = self.state_file.parent
+            ours.parent.parent.mkdir(parents=True, exist_ok=True)  # the cache dir: not ours
+            for d in (ours.parent, ours):  # mailctl/ and mailctl/ratelimit/ are
+                d.mkdir(mode=0o700, exist_ok=True)
+            atomic_write(self.state_file, json.dumps(data), 0o600)

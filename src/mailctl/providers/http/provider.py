@@ -4,26 +4,35 @@ An apply runs in phases that follow the change order (domains, then
 mailboxes, then aliases and forwards; deletes afterwards in reverse), each
 phase concurrently within the client's concurrency and rate limit. When a
 failure says later calls cannot succeed either — bad credentials, a rate
-limit that persists, a server gone away — the apply stops starting new calls
-and reports the rest as not attempted, so the report is exact and a re-run
-finishes the job.
+limit that persists, a server gone away (every retry of a request failed to
+connect or get an answer) — the apply stops starting new calls and reports
+the rest as not attempted, so the report is exact and a re-run finishes the
+job.
+
+A single lost answer is not that: the object is re-read. A create that got
+through is adopted (and completed if part of it is missing); one the re-read
+shows absent is sent again, which cannot duplicate it because it was just
+seen not to exist. Updates and deletes are settled the same way.
 """
 
 from __future__ import annotations
 
+import random
 import threading
+import time
 from abc import abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
 from mailctl.model import Kind, MailObject
-from mailctl.providers.base import ErrorKind, Provider, ProviderError
+from mailctl.providers.base import ErrorKind, Provider, ProviderError, comparable
 from mailctl.providers.http.client import (
     AmbiguousError,
     HttpClient,
     HttpSettings,
+    LostAnswer,
     RateLimit,
     TransportFailure,
 )
@@ -31,14 +40,6 @@ from mailctl.provision.changes import Action, Change, Outcome, Status
 from mailctl.secret import Secret, scrub
 
 _STOPPING = (ErrorKind.AUTH, ErrorKind.RATE_LIMITED)
-
-
-def comparable(fields: dict[str, Any]) -> dict[str, Any]:
-    """Destinations are sets, as the planner compares them."""
-    out = dict(fields)
-    if "destinations" in out:
-        out["destinations"] = sorted(out["destinations"])
-    return out
 
 
 def field_diff(desired: MailObject, current: MailObject) -> dict[str, tuple[Any, Any]]:
@@ -114,6 +115,25 @@ class HttpProvider(Provider):
               detail: str | None = None) -> ProviderError:
         return ProviderError(kind, message, provider=self.name, obj=obj, detail=detail)
 
+    def require_domains(self, wanted: Sequence[str], held: Collection[str]) -> None:
+        """For providers that cannot create domains: one clear error for the domains the
+        account does not hold, found by the read, instead of a plan of creates that
+        would each fail (and each spend a rate-limited request) at apply."""
+        missing = [d for d in wanted if d not in held]
+        if missing:
+            what = "domain " + missing[0] if len(missing) == 1 else \
+                "domains " + ", ".join(missing)
+            raise self.error(
+                ErrorKind.NOT_FOUND,
+                f"{self.label} does not hold {what}{self.account_hint()}: add it in "
+                f"{self.label}'s admin first (mailctl does not create {self.label} domains), "
+                "or fix the domain's name or `provider:` in the config",
+                ", ".join(missing))
+
+    def account_hint(self) -> str:
+        """Which account at the provider, for messages (`` for the account admin@...``)."""
+        return ""
+
     def map_concurrently(self, fn: Callable[[str], Any], items: Sequence[str]) -> list[Any]:
         """Reads of several domains at once; the first failure is raised."""
         if len(items) <= 1:
@@ -136,10 +156,12 @@ class HttpProvider(Provider):
                 note = self.apply_one(ch)
             except ProviderError as exc:
                 if isinstance(exc, TransportFailure) or exc.kind in _STOPPING:
-                    stop.append(f"stopped after an earlier failure ({exc.kind.value})")
+                    stop.append(self._stop_reason(exc))
                 outcomes[i] = Outcome(ch, Status.FAILED, scrub(str(exc)), kind=exc.kind.value)
             except Exception as exc:  # a bug in one change must not hide the others
-                outcomes[i] = Outcome(ch, Status.FAILED, scrub(f"{type(exc).__name__}: {exc}"))
+                outcomes[i] = Outcome(ch, Status.FAILED, scrub(
+                    f"{self.name}: {ch.key}: internal error ({type(exc).__name__}: {exc}); "
+                    "please report it — the other changes went on"))
             else:
                 outcomes[i] = Outcome(ch, Status.DONE, note,
                                       adopted=bool(note) and "adopted" in str(note))
@@ -150,23 +172,55 @@ class HttpProvider(Provider):
         return [o if o is not None else Outcome(changes[i], Status.NOT_ATTEMPTED, "skipped")
                 for i, o in enumerate(outcomes)]
 
+    def _stop_reason(self, exc: ProviderError) -> str:
+        why = {ErrorKind.AUTH: f"{self.label} refused the credential",
+               ErrorKind.RATE_LIMITED: f"{self.label} kept refusing requests (rate limit)",
+               }.get(exc.kind, f"{self.label} stopped answering")
+        return (f"{why} on an earlier change ({exc.obj or 'a read'}); re-run `mailctl apply` "
+                "once that is fixed: what was done is not repeated")
+
     def apply_one(self, ch: Change) -> str | None:
         """Perform one change; a returned note is shown next to `done`."""
         if ch.kind is Kind.DOMAIN:
             if ch.action is Action.CREATE:
                 return self.create_or_adopt(ch, lambda: self.create_domain(ch.key),
                                             lambda: None)
-            raise self.error(ErrorKind.INVALID, "deleting domains is not supported", ch.key)
+            raise self.error(ErrorKind.INVALID, "mailctl does not delete domains; delete it "
+                             f"in {self.label}'s admin if that is really wanted", ch.key)
         if ch.action is Action.CREATE:
             obj = ch.desired
             assert obj is not None
             return self.create_or_adopt(ch, lambda: self.create(obj),
                                         lambda: self.fetch(ch.kind, ch.key))
         if ch.action is Action.UPDATE:
-            assert ch.desired is not None
-            self.update(ch.desired, {k: v for k, (_, v) in ch.diff.items()})
-            return None
+            return self.update_checked(ch)
         return self.delete_checked(ch)
+
+    def _resend(self, failure: ProviderError, attempt: int) -> bool:
+        """Whether to send a change again after `failure` (the re-read has settled that
+        doing so cannot duplicate anything): only after a lost answer, after the usual
+        backoff, and not past `retries`. When every attempt lost its connection the
+        server is failing, not blinking: that stops the apply, like a server gone."""
+        if not isinstance(failure, LostAnswer):
+            return False
+        if attempt >= self.hs.retries:
+            raise TransportFailure(
+                ErrorKind.UNAVAILABLE,
+                f"{self.label} dropped the connection on all {attempt + 1} attempts to "
+                "send this change; check that it is up and healthy, then re-run: what was "
+                "done is not repeated", provider=self.name, obj=failure.obj,
+                retryable=True, detail=failure.detail) from None
+        time.sleep(self.hs.retry_backoff * (2 ** attempt) * random.uniform(0.5, 1.0))
+        return True
+
+    def _reread(self, failure: ProviderError, fetch: Callable[[], Any]) -> Any:
+        """Re-read after `failure`; a server gone away wins over the original error."""
+        try:
+            return fetch()
+        except TransportFailure:
+            raise
+        except ProviderError:
+            raise failure from None
 
     def create_or_adopt(
         self, ch: Change, create: Callable[[], None], fetch: Callable[[], MailObject | None]
@@ -174,37 +228,68 @@ class HttpProvider(Provider):
         """Create; when the provider says it exists (or the answer was lost), re-read.
 
         A match is adopted as a no-op; a difference is drift, reported and left alone
-        (create-only by default, like the rest of mailctl)."""
-        try:
-            create()
-            return None
-        except ProviderError as exc:
-            failure = exc
-        if not (failure.kind is ErrorKind.CONFLICT or isinstance(failure, AmbiguousError)
-                or self.maybe_conflict(failure)):
-            raise failure
-        lost = isinstance(failure, AmbiguousError)
-        if ch.kind is Kind.DOMAIN:
-            if self.domain_exists(ch.key):
-                return None if lost else "already existed; adopted"
-            raise failure
-        try:
-            current = fetch()
-        except ProviderError:
-            raise failure from None
-        if current is None:
-            raise failure
+        (create-only by default, like the rest of mailctl) — unless it was our own create
+        whose answer was lost, which is completed. A lost create the re-read does not
+        find is sent again (verified absent: it cannot be duplicated)."""
+        lost_once = False
+        for attempt in range(self.hs.retries + 1):
+            try:
+                create()
+                return "created (an earlier answer was lost)" if lost_once else None
+            except ProviderError as exc:
+                failure = exc
+            if not (failure.kind is ErrorKind.CONFLICT or isinstance(failure, AmbiguousError)
+                    or self.maybe_conflict(failure)):
+                raise failure
+            lost = isinstance(failure, AmbiguousError) or lost_once
+            lost_once = lost_once or isinstance(failure, LostAnswer)
+            if ch.kind is Kind.DOMAIN:
+                if self._reread(failure, lambda: self.domain_exists(ch.key)):
+                    return None if lost else "already existed; adopted"
+                if self._resend(failure, attempt):
+                    continue
+                raise failure
+            current = self._reread(failure, fetch)
+            if current is None:
+                if self._resend(failure, attempt):
+                    continue
+                raise failure
+            assert ch.desired is not None
+            diff = field_diff(ch.desired, current)
+            if diff and lost:
+                # Ours, half done (e.g. Migadu's autoresponder goes in a second call).
+                self.update(ch.desired, {k: v for k, (_, v) in diff.items()})
+                return None
+            if diff:
+                shown = "; ".join(f"{k}: {a!r} here, {b!r} declared"
+                                  for k, (a, b) in diff.items())
+                raise self.error(
+                    ErrorKind.CONFLICT,
+                    f"already exists with different settings ({shown}); left unchanged "
+                    "— run `mailctl apply --reconcile` to make it match", ch.key)
+            if lost:
+                return None  # our own create got through; only its answer was lost
+            return "already existed with the declared settings; adopted"
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def update_checked(self, ch: Change) -> str | None:
+        """Update only what differs; after a lost answer, re-read and send what is left."""
         assert ch.desired is not None
-        diff = field_diff(ch.desired, current)
-        if diff:
-            shown = "; ".join(f"{k}: {a!r} here, {b!r} declared" for k, (a, b) in diff.items())
-            raise self.error(
-                ErrorKind.CONFLICT,
-                f"already exists with different settings ({shown}); left unchanged "
-                "— run `mailctl apply --reconcile` to make it match", ch.key)
-        if lost:
-            return None  # our own create got through; only its answer was lost
-        return "already existed with the declared settings; adopted"
+        fields = {k: v for k, (_, v) in ch.diff.items()}
+        for attempt in range(self.hs.retries + 1):
+            try:
+                self.update(ch.desired, fields)
+                return None
+            except LostAnswer as exc:
+                current = self._reread(exc, lambda: self.fetch(ch.kind, ch.key))
+                if current is None:
+                    raise
+                diff = field_diff(ch.desired, current)
+                if not diff:
+                    return None
+                self._resend(exc, attempt)
+                fields = {k: v for k, (_, v) in diff.items()}
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def maybe_conflict(self, exc: ProviderError) -> bool:
         """Providers whose "exists" is indistinguishable from other errors re-read on these."""
@@ -214,20 +299,21 @@ class HttpProvider(Provider):
         return False
 
     def delete_checked(self, ch: Change) -> str | None:
-        """Delete; any failure is checked by re-reading, since gone is what was wanted."""
-        try:
-            self.delete(ch.kind, ch.key)
-            return None
-        except ProviderError as exc:
-            if exc.kind in _STOPPING:
-                raise
+        """Delete; any failure is checked by re-reading, since gone is what was wanted.
+        A lost answer with the object still there is sent again (deleting is repeatable)."""
+        for attempt in range(self.hs.retries + 1):
             try:
-                gone = self.fetch(ch.kind, ch.key) is None
-            except ProviderError:
-                raise exc from None
-            if not gone:
-                raise
-            return None if isinstance(exc, AmbiguousError) else "was already gone"
+                self.delete(ch.kind, ch.key)
+                return None
+            except ProviderError as exc:
+                if exc.kind in _STOPPING or isinstance(exc, TransportFailure):
+                    raise
+                gone = self._reread(exc, lambda: self.fetch(ch.kind, ch.key)) is None
+                if gone:
+                    return None if isinstance(exc, AmbiguousError) else "was already gone"
+                if not self._resend(exc, attempt):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def create_domain(self, domain: str) -> None:
         raise self.error(ErrorKind.INVALID, "this provider does not create domains", domain)

@@ -10,6 +10,7 @@ drift forever; lists are sets, kept sorted.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,7 +29,7 @@ from mailctl.model import (
     normalise_address,
     normalise_domain,
 )
-from mailctl.providers.mailcow import norm_addresses
+from mailctl.providers.base import norm_addresses
 
 # mailctl's spam vocabulary <-> Migadu's (raycast's labels; the sample payloads agree).
 _ACTION_OUT = {"folder": "folder", "tag": "subject", "drop": "drop", "none": "none"}
@@ -37,6 +38,24 @@ _LEVEL_OUT = {"most_permissive": "most_permissive", "more_permissive": "more_per
               "stricter": "stricter", "most_strict": "strictest"}
 _ACTION_IN = {v: k for k, v in _ACTION_OUT.items()}
 _LEVEL_IN = {v: k for k, v in _LEVEL_OUT.items()}
+
+
+def mailctl_word(field: str, value: str) -> str | None:
+    """mailctl's spelling of Migadu's spam word `value` (`subject` -> `tag`), or None."""
+    table = {"action": _ACTION_IN, "aggressiveness": _LEVEL_IN}.get(field, {})
+    word = table.get(value)
+    return word if word is not None and word != value else None
+
+# What a Migadu mailbox holds when nobody set it (timharek/migadu-deno's recorded
+# mailbox, testdata/mailboxes/show.json): `import` leaves these out. Compared with
+# runs of whitespace collapsed, so a reflowed copy of the template still counts.
+DEFAULT_AUTORESPOND_SUBJECT = "Autoreply: {{subject}}"
+DEFAULT_AUTORESPOND_BODY = (
+    "Hi there,\n\nThank you for your message. I will be out of the office from [mm/dd] to "
+    "[mm/dd] and will have limited access to email. If this is urgent, please contact "
+    "[NAME] at [EMAIL] or [PHONE]. I will do my best to respond promptly to your email "
+    "when I return on [mm/dd].\n\nBest,\n\n[MY NAME]\n")
+DEFAULT_SPAM = SpamSettings("folder", "default")  # in mailctl's words
 
 # mailctl managed-field name -> Migadu field, for mailboxes and identities alike.
 _SAME = ("name", "may_send", "may_receive", "sender_allowlist", "sender_denylist",
@@ -174,3 +193,32 @@ def rewrite_body(fields: dict[str, Any]) -> dict[str, Any]:
     if "order" in fields:
         out["order_num"] = fields["order"]
     return out
+
+
+def _same_text(a: str | None, b: str) -> bool:
+    return a is not None and a.split() == b.split()
+
+
+def without_defaults(mb: Mailbox) -> Mailbox:
+    """`mb` as `import` writes it: what Migadu (or mailctl, for the name) puts there
+    by itself is left out — the template autoreply, the default spam settings, a name
+    that is just the local part (what mailctl sends when none is declared)."""
+    ar = mb.autoresponder
+    if ar is not None:
+        ar = dataclasses.replace(
+            ar, subject=None if _same_text(ar.subject, DEFAULT_AUTORESPOND_SUBJECT) else
+            ar.subject, body=None if _same_text(ar.body, DEFAULT_AUTORESPOND_BODY) else ar.body)
+    spam = mb.spam
+    if spam is not None:
+        spam = SpamSettings(None if spam.action == DEFAULT_SPAM.action else spam.action,
+                            None if spam.aggressiveness == DEFAULT_SPAM.aggressiveness
+                            else spam.aggressiveness)
+        if spam == SpamSettings():
+            spam = None
+    name = None if mb.name == mb.address.rpartition("@")[0] else mb.name
+    return dataclasses.replace(mb, autoresponder=ar, spam=spam, name=name)
+
+
+def identity_without_defaults(ident: Identity) -> Identity:
+    name = None if ident.name == ident.address.rpartition("@")[0] else ident.name
+    return dataclasses.replace(ident, name=name)

@@ -17,6 +17,7 @@ is reported as pending, never as drift.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -35,7 +36,7 @@ from mailctl.model import (
     MailObject,
     normalise_domain,
 )
-from mailctl.providers.base import Capabilities, ErrorKind, ProviderError
+from mailctl.providers.base import Capabilities, ErrorKind, ProviderError, norm_addresses
 from mailctl.providers.http import (
     HttpClient,
     HttpProvider,
@@ -46,7 +47,6 @@ from mailctl.providers.http import (
     provider_message,
     state_path,
 )
-from mailctl.providers.mailcow import norm_addresses
 from mailctl.providers.migadu import codec
 
 
@@ -109,7 +109,10 @@ class MigaduProvider(HttpProvider):
             provider=self.name, label=self.label, settings=self.hs,
             credential=self.credential_ref, auth=httpx.BasicAuth(self.settings.user, key.reveal()),
             headers={"Content-Type": "application/json"}, limiter=limiter, classify=_classify,
-            auth_hint=f" for the Migadu account {self.settings.user} (My Account → API Keys)")
+            auth_hint=f" for the Migadu account {self.settings.user} (My Account → API Keys)",
+            # With no `rate_limit:` in the YAML the default's backoff_seconds still applies
+            # to a 403: retrying one a second is what gets an IP blocked.
+            rate_limit=self.hs.rate_limit or self.default_rate_limit)
 
     # -- read --------------------------------------------------------------------
 
@@ -119,7 +122,18 @@ class MigaduProvider(HttpProvider):
         return sorted(normalise_domain(str(r["name"])) for r in rows if r.get("name"))
 
     def read(self, domains: Sequence[str]) -> dict[str, DomainState]:
-        return {s.name: s for s in self.map_concurrently(self._read_domain, domains)}
+        states = {s.name: s for s in self.map_concurrently(self._read_domain, domains)}
+        self.require_domains(domains, [d for d, s in states.items() if s.exists])
+        return states
+
+    def account_hint(self) -> str:
+        return f" (account {self.settings.user})"
+
+    def without_defaults(self, state: DomainState) -> DomainState:
+        return dataclasses.replace(
+            state, mailboxes={k: codec.without_defaults(m) for k, m in state.mailboxes.items()},
+            identities={k: codec.identity_without_defaults(i)
+                        for k, i in state.identities.items()})
 
     def _read_domain(self, domain: str) -> DomainState:
         resp = self.http.request("GET", f"domains/{domain}/mailboxes", obj=domain, ok=(404,))

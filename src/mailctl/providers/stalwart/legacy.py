@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from mailctl.model import (
@@ -33,18 +33,17 @@ from mailctl.model import (
     normalise_address,
     normalise_domain,
 )
-from mailctl.providers.base import ErrorKind, ProviderError
-from mailctl.providers.http import decode
-from mailctl.providers.mailcow import norm_addresses
-
-if TYPE_CHECKING:
-    from mailctl.providers.stalwart.provider import StalwartProvider
+from mailctl.providers.base import ErrorKind, ProviderError, norm_addresses
+from mailctl.providers.http import HttpClient, decode
 
 _ERRORS = {
     "fieldAlreadyExists": ErrorKind.CONFLICT, "notFound": ErrorKind.NOT_FOUND,
     "fieldMissing": ErrorKind.INVALID, "unsupported": ErrorKind.INVALID,
     "assertFailed": ErrorKind.CONFLICT, "forbidden": ErrorKind.AUTH,
 }
+
+
+REFUSED_TODO = "fix what it names (in the config or in Stalwart), then re-run"
 
 
 def crypt_secret(value: str) -> str:
@@ -57,11 +56,24 @@ def crypt_secret(value: str) -> str:
     return value
 
 
+class Host(Protocol):
+    """The three things LegacyApi needs from its provider; a Protocol, so that this
+    module does not import provider.py (which imports this one)."""
+
+    @property
+    def http(self) -> HttpClient: ...
+
+    def error(self, kind: ErrorKind, message: str, obj: str | None = None,
+              detail: str | None = None) -> ProviderError: ...
+
+    def password(self, mb: Mailbox) -> str: ...
+
+
 class LegacyApi:
     page_size = 200
 
-    def __init__(self, provider: StalwartProvider) -> None:
-        self.p = provider
+    def __init__(self, host: Host) -> None:
+        self.p = host
         self._names: dict[str, str] = {}  # address -> principal name
         self._emails: dict[str, str] = {}  # principal name -> primary address
         self._domains: set[str] | None = None
@@ -84,7 +96,7 @@ class LegacyApi:
         detail = " ".join(f"{k}={body[k]}" for k in ("field", "value", "item", "details",
                                                       "reason") if body.get(k))
         return self.p.error(_ERRORS.get(code, ErrorKind.UNKNOWN),
-                            f"Stalwart refused it: {code}", key, detail or None)
+                            f"Stalwart refused it: {code}; {REFUSED_TODO}", key, detail or None)
 
     def _list(self, type_: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -120,9 +132,10 @@ class LegacyApi:
         self._domains = found
         return sorted(found)
 
-    def read(self, domains: Sequence[str]) -> dict[str, DomainState]:
-        held = set(self.list_domains())
-        out = {d: DomainState(d, exists=d in held) for d in domains}
+    def read(self, domains: Sequence[str], held: Sequence[str] | None = None
+             ) -> dict[str, DomainState]:
+        known = set(self.list_domains() if held is None else held)
+        out = {d: DomainState(d, exists=d in known) for d in domains}
         for row in self._list("individual"):
             mb = self._mailbox(row)
             if mb is not None and domain_of(mb.address) in out:

@@ -23,10 +23,9 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from mailctl.model import Alias, DomainState, Kind, Mailbox, normalise_address, normalise_domain
-from mailctl.providers.base import Capabilities, ErrorKind
+from mailctl.providers.base import Capabilities, ErrorKind, QuotaLimits, norm_addresses
 from mailctl.providers.http import HttpClient, HttpProvider, HttpSettings, MailObject, decode
-from mailctl.providers.mailcow import norm_addresses
-from mailctl.providers.stalwart.legacy import LegacyApi
+from mailctl.providers.stalwart.legacy import REFUSED_TODO, LegacyApi
 
 USING = ["urn:ietf:params:jmap:core", "urn:stalwart:jmap"]
 _SET_ERRORS = {
@@ -36,6 +35,16 @@ _SET_ERRORS = {
     "validationFailed": ErrorKind.INVALID, "invalidProperties": ErrorKind.INVALID,
     "overQuota": ErrorKind.INVALID, "invalidPatch": ErrorKind.INVALID,
 }
+
+
+# Stalwart stores `maxDiskQuota` (0.15: `quota`) as a u64, but JMAP numbers are
+# UnsignedInt, at most 2^53-1 (RFC 8620 section 1.3), and ManageSieve's HAVESPACE
+# compares the quota as an i64 (crates/managesieve/src/op/havespace.rs).
+QUOTA = QuotaLimits(
+    max_bytes=2**53 - 1,
+    why_max="Stalwart's API carries quotas as JMAP UnsignedInt numbers, at most 2^53-1 bytes "
+        "(RFC 8620)",
+)
 
 
 class StalwartSettings(HttpSettings):
@@ -51,6 +60,7 @@ class StalwartProvider(HttpProvider):
     capabilities: ClassVar[Capabilities] = Capabilities(
         mailboxes=True, aliases=True, forwards=False, catch_all=False, quota=True,
         display_name=True, spam=False, external_destinations=True, domains=False,
+        quota_limits=QUOTA,
     )
     settings_model = StalwartSettings
     auth_hint = " with the sysAccount*, sysMailingList* and sysDomainGet permissions"
@@ -113,8 +123,9 @@ class StalwartProvider(HttpProvider):
         for name, result, _ in (body or {}).get("methodResponses", []):
             if name == "error":
                 kind = _SET_ERRORS.get(str(result.get("type")), ErrorKind.UNKNOWN)
-                raise self.error(kind, f"Stalwart refused {method}: {result.get('type')}",
-                                 obj, detail=str(result.get("description") or "") or None)
+                raise self.error(kind, f"Stalwart refused {method}: {result.get('type')}; "
+                                 f"{REFUSED_TODO}", obj,
+                                 detail=str(result.get("description") or "") or None)
             out.append(result)
         return out
 
@@ -126,7 +137,7 @@ class StalwartProvider(HttpProvider):
                 etype = str(err.get("type"))
                 props = err.get("properties")
                 raise self.error(_SET_ERRORS.get(etype, ErrorKind.UNKNOWN),
-                                 f"Stalwart refused it: {etype}", key,
+                                 f"Stalwart refused it: {etype}; {REFUSED_TODO}", key,
                                  detail=str(err.get("description") or props or "") or None)
         return result
 
@@ -145,13 +156,12 @@ class StalwartProvider(HttpProvider):
 
     def read(self, domains: Sequence[str]) -> dict[str, DomainState]:
         if legacy := self._detect():
-            return legacy.read(domains)
+            held = legacy.list_domains()
+            self.require_domains(domains, held)
+            return legacy.read(domains, held)
         ids = self._domains()
-        states = self.map_concurrently(self._read_domain, [d for d in domains if d in ids])
-        out = {s.name: s for s in states}
-        for d in domains:
-            out.setdefault(d, DomainState(d, exists=False))
-        return out
+        self.require_domains(domains, ids)
+        return {s.name: s for s in self.map_concurrently(self._read_domain, domains)}
 
     def _query(self, type_: str, domain: str) -> list[dict[str, Any]]:
         dom_id = self._domain_ids[domain]
