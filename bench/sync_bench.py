@@ -178,7 +178,8 @@ def main() -> None:
               f"{time.perf_counter() - t:.1f} s", flush=True)
         subprocess.run([py, "-c", "import mailctl.cli, mailctl.sync.fastcli, mailctl.sync.imapstore"
                         ", mailctl.sync.pipeline, mailctl.sync.maildir, mailctl.sync.engine,"
-                        " mailctl.sync.state"], env=env)  # warm the bytecode cache
+                        " mailctl.sync.state, mailctl.sync.stores, mailctl.sync.files"],
+                       env=env)  # warm the bytecode cache
         conf = info.state_dir / "dovecot.conf"
         # Warm the source's indexes first (as the notes did): otherwise whichever tool reads
         # the fresh mailbox first also pays for Dovecot building its caches.

@@ -167,6 +167,8 @@ def test_bad_password_and_bad_url_fail_cleanly(mailstack: MailStack, tmp_path: P
             pwfile(tmp_path, "wrong-password-xyz"))
     assert r.returncode == 3 and "login failed" in r.stderr
     assert "wrong-password-xyz" not in r.stderr + r.stdout
+    assert not (tmp_path / "x").exists()  # nothing created for a login that failed
     r = cli("backup", "imap://nohost", str(tmp_path / "x"), "--password-file",
             str(tmp_path / "pw"))
-    assert r.returncode == 3 and "expected imap://" in r.stderr
+    assert r.returncode == 64 and "expected imap://" in r.stderr
+    assert not (tmp_path / "x").exists()

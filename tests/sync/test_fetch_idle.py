@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mailctl.sync.fetch import cmd_fetch
+from mailctl.sync.fetchd import cmd_fetch
 from mailctl.sync.imapwire import Connection
 from tests.fixtures.mailstack import MailStack, lmtp_deliver, make_message, wait_for_message
 from tests.sync.helpers import ROOT, account, dump, fill, message, pwfile, url

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mailctl.sync import fetch
-from mailctl.sync.fetch import cmd_fetch
+from mailctl.sync.fetchd import cmd_fetch
 from mailctl.sync.migrate import cmd_migrate
 from tests.fixtures.mailstack import MailStack
 from tests.sync.helpers import account, dump, fill, message, pwfile, url

@@ -195,3 +195,98 @@ def test_quick_argv_parser_agrees_with_argparse(argv: list[str]) -> None:
 ])
 def test_quick_argv_parser_leaves_the_unusual_to_argparse(argv: list[str]) -> None:
     assert fastcli._quick(argv) is None
+
+
+class LateStore(MemStore):
+    """A server that finishes commands after the client died: `late_writes` as IMAP's.
+    The `die_on`-th append raises before the client sees its answer, but `lands` says
+    whether and when the server commits it: "now", "settle" (while the next run waits
+    for the folder to settle) or "later" (after the next run looked at the target)."""
+
+    late_writes = True
+
+    def __init__(self, label: str, die_on: int, lands: str) -> None:
+        super().__init__(label)
+        self.die_on, self.lands = die_on, lands
+        self.held: list[tuple[str, list[Msg]]] = []
+        self.status_calls = 0
+
+    def append(self, folder: str, msgs: list[Msg]) -> list[str | None]:
+        if self.appends + 1 == self.die_on:
+            self.appends += 1
+            if self.lands == "now":
+                super().append(folder, msgs)
+                self.appends -= 1
+            else:
+                self.held.append((folder, msgs))
+            raise KeyboardInterrupt("killed")  # stands for kill -9 before the OK
+        return super().append(folder, msgs)
+
+    def land(self) -> None:
+        for folder, msgs in self.held:
+            super().append(folder, msgs)
+            self.appends -= 1
+        self.held = []
+
+    def status(self, folder: str) -> FolderStatus | None:
+        self.status_calls += 1
+        if self.lands == "settle" and self.held and self.status_calls > 1:
+            self.land()
+        return super().status(folder)
+
+
+@pytest.mark.parametrize("lands", ["now", "settle", "later"])
+def test_a_batch_the_server_commits_after_the_client_died_is_not_duplicated(
+        tmp_path: Path, lands: str) -> None:
+    src, dst = _source(12), LateStore("mem:dst", die_on=2, lands=lands)
+    opts = engine.Options(batch_count=4, folders=["INBOX"])
+    state = State(tmp_path / "s.db")
+    with pytest.raises(KeyboardInterrupt):
+        engine.run(src, dst, state, opts)
+    state.close()
+    assert len(dst.boxes["INBOX"]) == (8 if lands == "now" else 4)
+    state = State(tmp_path / "s.db")  # the next run, at once
+    assert state.pending_folders() == {"INBOX"}
+    again = engine.run(src, dst, state, opts)
+    assert again.ok
+    inbox = again.folders[0]
+    if lands == "later":  # after this run's look: it copied them again...
+        assert (inbox.copied, inbox.adopted) == (8, 0)
+        dst.land()
+        assert len(dst.boxes["INBOX"]) == 16  # ...and now the server has both copies
+        state.close()
+        state = State(tmp_path / "s.db")
+        third = engine.run(src, dst, state, opts)
+        assert third.ok and third.total("late_duplicates") == 4
+        assert third.total("copied") == 0
+    else:  # at the target before the look: recognised, not copied again
+        assert (inbox.copied, inbox.adopted, inbox.late_duplicates) == (4, 4, 0)
+    assert _bodies(dst, "INBOX") == _bodies(src, "INBOX")
+    assert state.pending_folders() == {"INBOX"}  # kept a while for even later commits
+    state.close()
+
+
+class NoUidStore(LateStore):
+    """A server without UIDPLUS: APPEND says nothing about the new messages' UIDs."""
+
+    def append(self, folder: str, msgs: list[Msg]) -> list[str | None]:
+        super().append(folder, msgs)
+        return [None] * len(msgs)
+
+
+def test_without_appenduid_nothing_recorded_is_taken_for_a_late_copy(tmp_path: Path) -> None:
+    """Recorded copies whose target UID is unknown look like unknown target messages; a
+    crash's pending uploads (which here never land) must not make the engine delete one
+    of them as a late copy of itself."""
+    src, dst = _source(12), NoUidStore("mem:dst", die_on=2, lands="never")
+    opts = engine.Options(batch_count=4, folders=["INBOX"])
+    state = State(tmp_path / "s.db")
+    with pytest.raises(KeyboardInterrupt):
+        engine.run(src, dst, state, opts)
+    state.close()
+    for _ in range(2):  # the re-sent batch is recorded without UIDs, then looked at again
+        state = State(tmp_path / "s.db")
+        rep = engine.run(src, dst, state, opts)
+        state.close()
+        assert rep.ok and rep.total("late_duplicates") == 0
+        assert _bodies(dst, "INBOX") == _bodies(src, "INBOX")

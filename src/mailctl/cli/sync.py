@@ -1,8 +1,10 @@
 """`mailctl sync|backup|restore|verify|migrate|fetch`: thin typer wrappers.
 
 The work lives in mailctl.sync.runner (shared with the lean argparse entry
-mailctl.sync.fastcli, which skips typer for fast incremental runs); nothing
-heavy is imported until a command runs.
+mailctl.sync.fastcli, which skips typer for fast incremental runs and takes the
+same options); nothing heavy is imported until a command runs. Ranges are
+declared here for --help and checked again in the runner, so both entries
+refuse the same values with exit 64.
 """
 
 from __future__ import annotations
@@ -14,34 +16,69 @@ import typer
 
 from mailctl.cli.common import JsonOpt
 
-P1File = Annotated[Path | None, typer.Option("--password1-file", help="source password file")]
-P2File = Annotated[Path | None, typer.Option("--password2-file", help="target password file")]
-P1Ref = Annotated[str | None, typer.Option("--password1-ref", help="e.g. '${env:SRC_PW}'")]
-P2Ref = Annotated[str | None, typer.Option("--password2-ref", help="e.g. '${env:DST_PW}'")]
-PFile = Annotated[Path | None, typer.Option("--password-file", help="first line = password")]
-PRef = Annotated[str | None, typer.Option("--password-ref", help="'${env:X}' or '${file:P}'")]
-Folders = Annotated[list[str] | None, typer.Option("--folders", help="only these (glob)")]
-Exclude = Annotated[list[str] | None, typer.Option("--exclude", help="skip these (glob)")]
-Maps = Annotated[list[str] | None, typer.Option("--map", help="rename OLD=NEW (and below)")]
-DryRun = Annotated[bool, typer.Option("--dry-run", help="report what would change, change nothing")]
-NoFsync = Annotated[bool, typer.Option("--no-fsync", help="faster, not crash-safe")]
-StateOpt = Annotated[Path | None, typer.Option("--state", help="sync state file")]
-CaFile = Annotated[str | None, typer.Option("--ca-file", help="CA bundle for imaps")]
-Jobs = Annotated[int, typer.Option("--jobs", help="folders copied at once (a session each)")]
+JOBS_MAX = 32  # mailctl.sync.runner.JOBS_MAX (not imported: keeps --help light)
+MIGRATE_JOBS_MAX = 64  # mailctl.sync.migrate.JOBS_MAX
+
+URL_HELP = "imap://user@host[:port], imaps://user@host[:port] or maildir:PATH"
+P1File = Annotated[Path | None, typer.Option(
+    "--password1-file", metavar="FILE", help="source password: first line of FILE")]
+P2File = Annotated[Path | None, typer.Option(
+    "--password2-file", metavar="FILE", help="target password: first line of FILE")]
+P1Ref = Annotated[str | None, typer.Option(
+    "--password1-ref", metavar="REF", help="source password from '${env:NAME}' or "
+    "'${file:PATH}'")]
+P2Ref = Annotated[str | None, typer.Option(
+    "--password2-ref", metavar="REF", help="target password from '${env:NAME}' or "
+    "'${file:PATH}'")]
+PFile = Annotated[Path | None, typer.Option(
+    "--password-file", metavar="FILE", help="the IMAP password: first line of FILE")]
+PRef = Annotated[str | None, typer.Option(
+    "--password-ref", metavar="REF", help="the IMAP password from '${env:NAME}' or "
+    "'${file:PATH}'")]
+Folders = Annotated[list[str] | None, typer.Option(
+    "--folders", metavar="GLOB", help="only folders matching GLOB ('/'-separated names); "
+    "repeatable")]
+Exclude = Annotated[list[str] | None, typer.Option(
+    "--exclude", metavar="GLOB", help="skip folders matching GLOB; repeatable")]
+Maps = Annotated[list[str] | None, typer.Option(
+    "--map", metavar="OLD=NEW", help="rename folder OLD (and below) to NEW at the target; "
+    "repeatable")]
+DryRun = Annotated[bool, typer.Option(
+    "--dry-run", help="report what would change; change and create nothing")]
+NoFsync = Annotated[bool, typer.Option(
+    "--no-fsync", help="faster, but a power cut may lose the last batches")]
+StateOpt = Annotated[Path | None, typer.Option(
+    "--state", metavar="FILE", help="sync state file (its directory must exist) "
+    "(default: DIR/.mailctl-sync.db for a Maildir target, else one file per pair under "
+    "$XDG_STATE_HOME/mailctl/sync)",
+    show_default=False)]
+CaFile = Annotated[str | None, typer.Option(
+    "--ca-file", metavar="PEM", help="CA bundle to verify imaps:// servers "
+    "(default: the system's)", show_default=False)]
+Jobs = Annotated[int, typer.Option(
+    "--jobs", min=1, max=JOBS_MAX, help="folders copied at once, each on its own session "
+    "per side")]
+Src = Annotated[str, typer.Argument(metavar="SRC", help=URL_HELP, show_default=False)]
+Dst = Annotated[str, typer.Argument(metavar="DST", help=URL_HELP, show_default=False)]
+ImapUrl = "imap://user@host[:port] or imaps://user@host[:port]"
 
 
 def register(app: typer.Typer) -> None:
     @app.command("sync")
     def sync_cmd(
-        src: Annotated[str, typer.Argument(help="imap://, imaps://user@host:port or maildir:PATH")],
-        dst: Annotated[str, typer.Argument(help="imap://, imaps://user@host:port or maildir:PATH")],
+        src: Src, dst: Dst,
         password1_file: P1File = None, password2_file: P2File = None,
         password1_ref: P1Ref = None, password2_ref: P2Ref = None,
         folders: Folders = None, exclude: Exclude = None, maps: Maps = None,
-        delete: Annotated[bool, typer.Option("--delete", help="mirror deletions")] = False,
-        force: Annotated[bool, typer.Option("--force", help="delete beyond the safety share")]
+        delete: Annotated[bool, typer.Option(
+            "--delete", help="mirror deletions: delete at the target what the source lost")]
         = False,
-        max_delete_share: Annotated[float, typer.Option(help="safety share for --delete")] = 0.2,
+        force: Annotated[bool, typer.Option(
+            "--force", help="with --delete: delete beyond --max-delete-share")] = False,
+        max_delete_share: Annotated[float, typer.Option(
+            "--max-delete-share", min=0.0, max=1.0,
+            help="with --delete: refuse (exit 4) to delete more than this share of a "
+            "folder")] = 0.2,
         dry_run: DryRun = False, no_fsync: NoFsync = False, state: StateOpt = None,
         ca_file: CaFile = None, json: JsonOpt = False, jobs: Jobs = 2,
     ) -> None:
@@ -55,46 +92,53 @@ def register(app: typer.Typer) -> None:
 
     @app.command("backup")
     def backup_cmd(
-        src: Annotated[str, typer.Argument(help="imap:// or imaps://user@host:port")],
-        directory: Annotated[Path, typer.Argument(help="Maildir tree (+ .mailctl-sync.db)")],
+        src: Annotated[str, typer.Argument(metavar="SRC", help=ImapUrl, show_default=False)],
+        directory: Annotated[Path, typer.Argument(
+            metavar="DIR", help="Maildir tree (created 0700 if missing; its parent must "
+            "exist), with its state in DIR/.mailctl-sync.db", show_default=False)],
         password_file: PFile = None, password_ref: PRef = None,
-        folders: Folders = None, exclude: Exclude = None,
-        dry_run: DryRun = False, no_fsync: NoFsync = False, ca_file: CaFile = None,
-        json: JsonOpt = False, jobs: Jobs = 2,
+        folders: Folders = None, exclude: Exclude = None, maps: Maps = None,
+        dry_run: DryRun = False, no_fsync: NoFsync = False, state: StateOpt = None,
+        ca_file: CaFile = None, json: JsonOpt = False, jobs: Jobs = 2,
     ) -> None:
         """Incremental backup of an IMAP account into a plain Maildir tree."""
         from mailctl.sync.runner import Args, cmd_sync
 
         raise typer.Exit(cmd_sync(Args(
             src, f"maildir:{directory}", password_file, None, password_ref, None,
-            folders or [], exclude or [], dry_run=dry_run, fsync=not no_fsync,
-            ca_file=ca_file, json=json, jobs=jobs)))
+            folders or [], exclude or [], maps or [], dry_run=dry_run, fsync=not no_fsync,
+            state=state, ca_file=ca_file, json=json, jobs=jobs)))
 
     @app.command("restore")
     def restore_cmd(
-        directory: Annotated[Path, typer.Argument(help="Maildir tree written by backup")],
-        dst: Annotated[str, typer.Argument(help="imap:// or imaps://user@host:port")],
+        directory: Annotated[Path, typer.Argument(
+            metavar="DIR", help="Maildir tree written by backup", show_default=False)],
+        dst: Annotated[str, typer.Argument(metavar="DST", help=ImapUrl, show_default=False)],
         password_file: PFile = None, password_ref: PRef = None,
         folders: Folders = None, exclude: Exclude = None, maps: Maps = None,
-        dry_run: DryRun = False, state: StateOpt = None, ca_file: CaFile = None,
-        json: JsonOpt = False, jobs: Jobs = 2,
+        dry_run: DryRun = False, no_fsync: NoFsync = False, state: StateOpt = None,
+        ca_file: CaFile = None, json: JsonOpt = False, jobs: Jobs = 2,
     ) -> None:
         """Upload a backup; messages already in the mailbox are recognised, not duplicated."""
         from mailctl.sync.runner import Args, cmd_sync
 
         raise typer.Exit(cmd_sync(Args(
             f"maildir:{directory}", dst, None, password_file, None, password_ref,
-            folders or [], exclude or [], maps or [], dry_run=dry_run, state=state,
-            ca_file=ca_file, json=json, jobs=jobs)))
+            folders or [], exclude or [], maps or [], dry_run=dry_run, fsync=not no_fsync,
+            state=state, ca_file=ca_file, json=json, jobs=jobs)))
 
     @app.command("verify")
     def verify_cmd(
-        src: Annotated[str, typer.Argument(help="imap://, imaps://user@host:port or maildir:PATH")],
-        dst: Annotated[str, typer.Argument(help="imap://, imaps://user@host:port or maildir:PATH")],
+        src: Src, dst: Dst,
         password1_file: P1File = None, password2_file: P2File = None,
         password1_ref: P1Ref = None, password2_ref: P2Ref = None,
         folders: Folders = None, exclude: Exclude = None, maps: Maps = None,
-        allow_extra: Annotated[bool, typer.Option(help="target may hold more")] = False,
+        allow_extra: Annotated[bool, typer.Option(
+            "--allow-extra", help="the target may hold messages the source does not")]
+        = False,
+        delivered: Annotated[bool, typer.Option(
+            "--delivered", help="the target got the mail by delivery (fetch): ignore the "
+            "trace headers it added, do not compare flags and dates")] = False,
         ca_file: CaFile = None, json: JsonOpt = False,
     ) -> None:
         """Compare folder by folder: counts, content hashes, flags, dates. Exit 0 iff equal."""
@@ -103,12 +147,17 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(cmd_verify(Args(
             src, dst, password1_file, password2_file, password1_ref, password2_ref,
             folders or [], exclude or [], maps or [], ca_file=ca_file, json=json,
-            allow_extra=allow_extra)))
+            allow_extra=allow_extra, delivered=delivered)))
 
     @app.command("migrate")
     def migrate_cmd(
-        accounts: Annotated[Path, typer.Option("--accounts", help="CSV or YAML of pairs")],
-        jobs: Annotated[int, typer.Option("--jobs", "-j", help="accounts in parallel")] = 2,
+        accounts: Annotated[Path, typer.Option(
+            "--accounts", metavar="FILE", help="CSV (with a header) or YAML list of account "
+            "pairs: src, dst, password1_file|password1_ref, password2_file|password2_ref, "
+            "folders, exclude, map, state", show_default=False)],
+        jobs: Annotated[int, typer.Option(
+            "--jobs", "-j", min=1, max=MIGRATE_JOBS_MAX,
+            help="account pairs migrated at once, each in its own process")] = 2,
         dry_run: DryRun = False, ca_file: CaFile = None, json: JsonOpt = False,
     ) -> None:
         """Many account pairs in parallel, each resumable, with a per-account report."""
@@ -119,11 +168,15 @@ def register(app: typer.Typer) -> None:
 
     @app.command("fetch")
     def fetch_cmd(
-        file: Annotated[Path, typer.Option("--file", "-f", help="fetch.yaml")],
-        once: Annotated[bool, typer.Option("--once", help="one pass, then exit")] = False,
+        file: Annotated[Path, typer.Option(
+            "--file", "-f", metavar="FILE", help="fetch.yaml: deliver, accounts, mode, "
+            "poll_interval, state (docs/sync.md)", show_default=False)],
+        once: Annotated[bool, typer.Option(
+            "--once", help="one pass over every account, then exit (else: a daemon until "
+            "SIGTERM)")] = False,
         json: JsonOpt = False,
     ) -> None:
-        """Daemon: pull remote IMAP accounts, deliver by LMTP/SMTP exactly once."""
-        from mailctl.sync.fetch import cmd_fetch
+        """Pull remote IMAP accounts, deliver by LMTP/SMTP exactly once (a daemon)."""
+        from mailctl.sync.fetchd import cmd_fetch
 
         raise typer.Exit(cmd_fetch(file, once=once, as_json=json))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from mailctl.secret import Secret
-from mailctl.sync.model import Store, SyncError
+from mailctl.sync.model import UsageError
 
 
 class Endpoint:
@@ -26,7 +26,8 @@ class Endpoint:
         if self.kind == "maildir":
             return f"maildir:{self.path}"
         scheme = "imaps" if self.tls else "imap"
-        return f"{scheme}://{self.user}@{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{self.user}@{host}:{self.port}"
 
 
 def _unquote(s: str) -> str:
@@ -48,27 +49,64 @@ def _unquote(s: str) -> str:
     return out.decode("utf-8", "replace")
 
 
+_FORMS = "imap://user@host[:port], imaps://user@host[:port] or maildir:PATH"
+
+
+def shown(text: str) -> str:
+    """The URL as it may be printed: a password someone put in it is masked."""
+    scheme, sep, rest = text.partition("://")
+    user, at, host = rest.rpartition("@")
+    if sep and at and ":" in user:
+        return f"{scheme}://{user.split(':', 1)[0]}:********@{host}"
+    return text
+
+
 def parse_endpoint(text: str) -> Endpoint:
+    """Every malformed form is a UsageError naming what was expected (exit 64), so a
+    typo never reaches the network and reads as "cannot connect"."""
+    if "\x00" in text:
+        raise UsageError(f"{shown(text)!r} holds a NUL byte (expected {_FORMS})")
     if text.startswith("maildir:"):
         path = text[len("maildir:"):]
         if not path:
-            raise SyncError("maildir: needs a path, e.g. maildir:/srv/backup/alice")
+            raise UsageError("'maildir:' has no path (expected maildir:PATH, e.g. "
+                             "maildir:/srv/backup/alice)")
         return Endpoint("maildir", path=norm_path(os.path.expanduser(path)))
-    for scheme, tls, port in (("imaps://", True, 993), ("imap://", False, 143)):
+    for scheme, tls, default in (("imaps://", True, 993), ("imap://", False, 143)):
         if text.startswith(scheme):
-            rest = text[len(scheme):].rstrip("/")
+            form = f"{scheme}user@host[:port]"
+            rest = text[len(scheme):]
+            rest = rest[:-1] if rest.endswith("/") else rest
             user, at, hostport = rest.rpartition("@")
-            if not at or not user or not hostport:
-                raise SyncError(f"{text!r}: expected {scheme}user@host[:port]")
-            host, _, port_s = hostport.partition(":")
             if ":" in user and "@" not in user.split(":", 1)[1]:
-                raise SyncError("put the password in a file (--password-file), not in the URL")
-            try:
-                port = int(port_s) if port_s else port
-            except ValueError:
-                raise SyncError(f"{text!r}: bad port {port_s!r}") from None
+                raise UsageError(f"{shown(text)!r}: a password in the URL (expected "
+                                 "--password-file or --password-ref)")
+            if not at or not user or not hostport:
+                raise UsageError(f"{shown(text)!r}: no user or host (expected {form})")
+            if hostport.startswith("["):  # [IPv6]:port
+                host, close, port_s = hostport[1:].partition("]")
+                if not close or (port_s and not port_s.startswith(":")):
+                    raise UsageError(f"{text!r}: bad IPv6 address (expected {scheme}"
+                                     "user@[address][:port])")
+                port_s = port_s[1:]
+            else:
+                host, colon, port_s = hostport.partition(":")
+                if colon and not port_s:
+                    raise UsageError(f"{text!r}: empty port (expected {form})")
+            if not host or not all(c.isalnum() or c in ".-_:" for c in host):
+                raise UsageError(f"{text!r}: bad host name {host!r} (expected {form})")
+            if not port_s:
+                port = default
+            elif not port_s.isascii() or not port_s.isdigit():
+                raise UsageError(f"{text!r}: port {port_s!r} is not a number (expected "
+                                 "1-65535)")
+            else:
+                port = int(port_s)
+                if not 1 <= port <= 65535:
+                    raise UsageError(f"{text!r}: port {port} is out of range (expected "
+                                     "1-65535)")
             return Endpoint("imap", host=host, port=port, user=_unquote(user), tls=tls)
-    raise SyncError(f"{text!r}: expected imap://user@host[:port], imaps://... or maildir:PATH")
+    raise UsageError(f"{shown(text)!r}: unknown form (expected {_FORMS})")
 
 
 def norm_path(p: str) -> str:
@@ -81,16 +119,16 @@ def norm_path(p: str) -> str:
 
 
 def read_password(file: str | os.PathLike[str] | None, ref: str | None, what: str) -> Secret:
-    """The password from a file (first line) or a `${env:..}`/`${file:..}` reference."""
+    """The password from a file (first line) or a `${env:..}`/`${file:..}` reference.
+    Everything wrong with either is a UsageError (exit 64) that never shows the value."""
     if file is not None:
-        try:
-            with open(file, encoding="utf-8") as fh:
-                text = fh.read().splitlines()
-        except OSError as exc:
-            raise SyncError(f"cannot read the password file for {what}: {exc.strerror}") from None
-        if not text or not text[0]:
-            raise SyncError(f"the password file for {what} is empty")
-        return Secret(text[0], source=os.fspath(file))
+        from mailctl.sync.files import read_text
+
+        lines = read_text(file, f"the password file for {what}", limit=64 << 10).splitlines()
+        if not lines or not lines[0]:
+            raise UsageError(f"the password file {os.fspath(file)} for {what} is empty "
+                             "(expected the password on its first line)")
+        return Secret(lines[0], source=os.fspath(file))
     if ref:
         from pathlib import Path
 
@@ -98,22 +136,8 @@ def read_password(file: str | os.PathLike[str] | None, ref: str | None, what: st
 
         try:
             return Resolver(Path.cwd()).resolve(ref)
-        except RefError as exc:
-            raise SyncError(f"{what}: {exc}") from None
-    raise SyncError(f"{what} needs a password: --password-file FILE or --password-ref "
-                    "'${env:NAME}'")
-
-
-def open_store(ep: Endpoint, password: Secret | None = None, *, cafile: str | None = None,
-               fsync: bool = True, readonly: bool = False) -> Store:
-    """A store that connects on first use (a no-change run never touches the target)."""
-    if ep.kind == "maildir":
-        from mailctl.sync.maildir import MaildirStore
-
-        assert ep.path is not None
-        return MaildirStore(ep.path, fsync=fsync)
-    from mailctl.sync.imapstore import ImapStore
-
-    if password is None:
-        raise SyncError(f"{ep.label} needs a password")
-    return ImapStore(ep, password, cafile=cafile, readonly=readonly)
+        except (RefError, ValueError, OSError) as exc:
+            raise UsageError(f"{what}: {exc} (expected a resolvable secret reference)") \
+                from None
+    raise UsageError(f"{what} needs a password (expected --password-file FILE or "
+                     "--password-ref '${env:NAME}')")

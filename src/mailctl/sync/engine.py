@@ -8,18 +8,35 @@ re-examines the folder; target messages it does not know are identified by
 content hash and adopted instead of copied again. The same path handles a
 first run into a non-empty target, a restore into a partly filled mailbox and
 a UIDVALIDITY change, so none of them duplicates.
+
+One case content hashes alone do not cover: a server completes a command it had
+received whole even after the client died, possibly after the next run has
+looked at the target, which then copies the same messages again (issue 10: a
+restore killed 20 times ended with 439 extra messages). So uploads to such a
+target are journalled as pending before they are sent (pipeline.py); a run that
+finds a dead run's pending uploads first waits until those target folders stop
+changing (`settle`), and a late copy that still appears next to the message's
+recorded copy is recognised by its hash and removed, by this run or a later one.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import time
 from collections.abc import Callable
 
 from mailctl.sync.model import HASH_TAG, FolderStatus, Store, SyncError, content_hash
 from mailctl.sync.state import FolderState, Pair, State
 
 Progress = Callable[[str, int, int], None]  # folder, done, total
+
+# A dead run's uploads sent less than SETTLE_AFTER s ago may still be committed by the
+# server: wait until their target folders have not changed for SETTLE_QUIET s (at most
+# SETTLE_MAX s). Measured on Dovecot: late commits within ~50 ms of the kill. Their
+# journal is kept SUSPECT_TTL s, so that a later run still removes a copy that landed
+# even later than that.
+SETTLE_AFTER, SETTLE_QUIET, SETTLE_MAX, SUSPECT_TTL = 60.0, 1.0, 20.0, 3600.0
 
 
 class Options:
@@ -39,17 +56,19 @@ class Options:
         self.jobs = jobs or int(os.environ.get("MAILCTL_SYNC_JOBS", "2"))
 
 
-COUNTERS = ("copied", "adopted", "flags", "deleted", "refused_deletes", "bytes")
+COUNTERS = ("copied", "adopted", "flags", "deleted", "refused_deletes", "late_duplicates",
+            "bytes")
 
 
 class FolderReport:
-    """`adopted`: already at the target (same content), recorded instead of copied."""
+    """`adopted`: already at the target (same content), recorded instead of copied.
+    `late_duplicates`: copies a killed run's server committed after it died, removed."""
 
     def __init__(self, src: str, dst: str) -> None:
         self.src, self.dst = src, dst
         self.unchanged = False
         self.copied = self.adopted = self.flags = self.deleted = 0
-        self.refused_deletes = self.bytes = 0
+        self.refused_deletes = self.late_duplicates = self.bytes = 0
         self.error: str | None = None
 
     def as_dict(self) -> dict[str, object]:
@@ -100,12 +119,11 @@ def unchanged(fs: FolderState | None, st: FolderStatus, dst: str) -> bool:
 
 def run(src: Store, dst: Store, state: State, opts: Options,
         progress: Progress | None = None) -> Report:
-    import time
-
     t0 = time.monotonic()
     report = Report(src.label, dst.label, opts.dry_run)
     statuses = src.folders()
     known = state.folders()
+    dead = state.pending_folders()  # a killed run's uploads: never skip those folders
     work: list[tuple[str, str, FolderReport]] = []
     for name in sorted(statuses, key=lambda n: (n != "INBOX", n)):
         if not selected(name, opts):
@@ -113,10 +131,13 @@ def run(src: Store, dst: Store, state: State, opts: Options,
         dname = map_folder(name, opts.maps)
         fr = FolderReport(name, dname)
         report.folders.append(fr)
-        if unchanged(known.get(name), statuses[name], dname):
+        if name not in dead and unchanged(known.get(name), statuses[name], dname):
             fr.unchanged = True
             continue
         work.append((name, dname, fr))
+    recent = state.pending_folders(since=time.time() - SETTLE_AFTER)
+    if recent:
+        settle(dst, [d for n, d, _ in work if n in recent])
 
     def one(s: Store, d: Store, item: tuple[str, str, FolderReport]) -> None:
         name, dname, fr = item
@@ -152,10 +173,12 @@ def sync_folder(src: Store, dst: Store, state: State, opts: Options, name: str, 
         dst_st = dst.status(dname) or FolderStatus(0, 0, 0)
     pairs = state.pairs(name)
     old: dict[str, Pair] = {}
+    suspects = state.pending(name)  # a killed run's unconfirmed uploads (state.py)
     if fs is not None and (fs.dst != dname or fs.dst_uv != dst_st.uidvalidity):
-        pairs = {}  # the target folder was replaced: its old keys mean nothing
+        pairs, suspects = {}, []  # the target folder was replaced: its old keys mean nothing
         if not dry:
             state.drop_pairs(name)
+            state.drop_pending(name)
     elif fs is not None and fs.src_uv != st.uidvalidity:
         old, pairs = pairs, {}  # source keys renumbered; target messages still known by hash
     valid = fs is not None and fs.src_uv == st.uidvalidity and bool(pairs)
@@ -166,7 +189,7 @@ def sync_folder(src: Store, dst: Store, state: State, opts: Options, name: str, 
     dflags: dict[str, str] = {}
     maybe_new = not valid or fs is None or (fs.src_next, fs.src_count) != (st.uidnext,
                                                                            st.messages)
-    if dst_st.messages and (old or dst_st.messages != len(pairs) or maybe_new):
+    if dst_st.messages and (old or dst_st.messages != len(pairs) or maybe_new or suspects):
         dscan = dst.scan(dname)
         dflags = {k: v[0] for k, v in dscan.info.items()}
         dsizes = {k: v[1] for k, v in dscan.info.items()}
@@ -178,9 +201,14 @@ def sync_folder(src: Store, dst: Store, state: State, opts: Options, name: str, 
         loose = dscan.keys - {p.dkey for p in pairs.values()}
         del dscan
 
+    built: list[tuple[dict[str, list[str]], dict[str, str]]] = []
+
     def index() -> tuple[dict[str, list[str]], dict[str, str]]:
         """Built on the first new message only (hashing loose target bodies costs)."""
+        if built:
+            return built[0]
         by_hash: dict[str, list[str]] = {}
+        built.append((by_hash, dflags))
         if loose:
             known_hash = {p.dkey: p.hash for p in old.values()
                           if p.dkey in loose and p.hash.startswith(HASH_TAG)}
@@ -189,7 +217,10 @@ def sync_folder(src: Store, dst: Store, state: State, opts: Options, name: str, 
             rest = sorted(loose - set(known_hash), key=_order)
             for m in dst.fetch(dname, rest, dsizes):
                 by_hash.setdefault(content_hash(m.body), []).append(m.key)
-        return by_hash, dflags
+        return built[0]
+
+    if suspects and loose:
+        _remove_late_copies(dst, dname, index()[0], suspects, pairs, fr, dry)
 
     from mailctl.sync.pipeline import Copier  # threading, queue: not for no-change runs
 
@@ -234,10 +265,56 @@ def sync_folder(src: Store, dst: Store, state: State, opts: Options, name: str, 
                 state.drop_pairs(name, gone)
 
     if not dry and fr.error is None:
+        if suspects:
+            state.drop_pending(name, before=time.time() - SUSPECT_TTL)
         dst_after = dst.status(dname) or dst_st
         state.save_folder(FolderState(name, dname, st.uidvalidity, dst_after.uidvalidity,
                                       st.uidnext, st.modseq, st.messages,
                                       max(max_uid, fs.max_uid if valid and fs else 0)))
+
+
+def _remove_late_copies(dst: Store, dname: str, by_hash: dict[str, list[str]],
+                        suspects: list[tuple[str, str, float]], pairs: dict[str, Pair],
+                        fr: FolderReport, dry: bool) -> None:
+    """A target message the state does not know, whose content is that of a dead run's
+    upload which is recorded by now (re-sent, or adopted): the server committed the
+    dead run's command after all, so this copy is one too many. Each pending upload
+    accounts for at most one such copy; the rest stay candidates for adoption. Only
+    where the recorded copy's target key is known (APPENDUID): otherwise the recorded copy
+    itself looks unknown, and would be taken for its own twin."""
+    late = []
+    for skey, h, _ in suspects:
+        p = pairs.get(skey)
+        twins = by_hash.get(h) if p is not None and p.dkey else None
+        if twins:
+            late.append(twins.pop())
+    if not late:
+        return
+    fr.late_duplicates = len(late)
+    if dry:
+        return
+    if not getattr(dst, "exact_delete", True):
+        fr.error = (f"{len(late)} messages in {dname} are duplicates a killed run's upload "
+                    "left behind; the server has no UID EXPUNGE (UIDPLUS), so they were "
+                    "not removed")
+        return
+    dst.delete(dname, late)
+
+
+def settle(dst: Store, folders: list[str]) -> None:
+    """Wait until these target folders have not changed for SETTLE_QUIET s (at most
+    SETTLE_MAX s): what the server still had of a killed run is committed by then, and
+    the target is looked at only afterwards. Costs ~1 s, only on the run after a crash."""
+    last: list[tuple[int, int] | None] | None = None
+    start = changed = time.monotonic()
+    while folders:
+        now = [(st.messages, st.uidnext) if (st := dst.status(f)) else None for f in folders]
+        t = time.monotonic()
+        if now != last:
+            last, changed = now, t
+        elif t - changed >= SETTLE_QUIET or t - start >= SETTLE_MAX:
+            return
+        time.sleep(0.1)
 
 
 def _order(k: str) -> tuple[int, str]:

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import sys
 
-from mailctl.sync.runner import USAGE, Args, cmd_sync, cmd_verify
+from mailctl.sync.runner import INTERRUPTED, USAGE, Args, cmd_sync, cmd_verify
 
 TYPE_CHECKING = False  # not from typing: ~5 ms of start-up
 if TYPE_CHECKING:
     import argparse
-    from typing import Any
+    from typing import Any, NoReturn
 
 COMMANDS = ("sync", "backup", "restore", "verify")
 _FLAGS = {"--json": "json", "--allow-extra": "allow_extra", "--dry-run": "dry_run",
-          "--delete": "delete", "--force": "force"}
+          "--delete": "delete", "--force": "force", "--delivered": "delivered"}
 _LISTS = {"--folders": "folders", "--exclude": "exclude", "--map": "maps"}
 _PATHS = {"--password-file", "--password1-file", "--password2-file", "--state"}
 _VALUES = {"--password-ref", "--password1-ref", "--password2-ref", "--ca-file",
@@ -32,7 +32,13 @@ def _parser() -> argparse.ArgumentParser:
     import argparse
     from pathlib import Path
 
-    p = argparse.ArgumentParser(prog="mailctl")
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> NoReturn:  # one line, exit 64 (not usage + 2)
+            sys.stderr.write(f"error: {message} (expected: mailctl {self.prog.split()[-1]} "
+                             "--help)\n")
+            raise SystemExit(USAGE)
+
+    p = Parser(prog="mailctl")
     sub = p.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         c = sub.add_parser(name)
@@ -52,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--json", action="store_true")
         if name == "verify":
             c.add_argument("--allow-extra", action="store_true")
+            c.add_argument("--delivered", action="store_true")
             continue
         c.add_argument("--state", type=Path)
         c.add_argument("--dry-run", action="store_true")
@@ -81,7 +88,7 @@ def _quick(argv: list[str]) -> dict[str, Any] | None:
     else:
         d.update(password_file=None, password_ref=None)
     if cmd == "verify":
-        d["allow_extra"] = False
+        d["allow_extra"] = d["delivered"] = False
     else:
         d.update(state=None, dry_run=False, fsync=True, jobs=2)
     if cmd == "sync":
@@ -129,7 +136,18 @@ def to_args(ns: argparse.Namespace | dict[str, Any]) -> Args:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return INTERRUPTED
+
+
+def _main(argv: list[str]) -> int:
+    import os
+
+    if os.environ.get(PARENT_ENV):
+        _die_with_parent(int(os.environ[PARENT_ENV]))
     try:
         quick = _quick(argv)
     except ValueError:  # e.g. --max-delete-share x: argparse says what is wrong
@@ -145,3 +163,24 @@ def main(argv: list[str] | None = None) -> int:
         command = ns.command
         args = to_args(ns)
     return cmd_verify(args) if command == "verify" else cmd_sync(args)
+
+
+PARENT_ENV = "MAILCTL_SYNC_PARENT"  # set by migrate for the sync it starts
+
+
+def _die_with_parent(parent: int) -> None:
+    """A `mailctl migrate` killed with -9 takes its account syncs with it: they would go
+    on as orphans, and the re-run would find their state locked. Linux: the kernel sends
+    SIGKILL when the parent dies (prctl PR_SET_PDEATHSIG); the check after it covers a
+    parent that died before. Elsewhere the syncs finish their account."""
+    import os
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:
+        os._exit(INTERRUPTED)

@@ -14,9 +14,7 @@ from collections.abc import Iterator
 
 from mailctl.secret import Secret
 from mailctl.sync.endpoint import Endpoint
-from mailctl.sync.imapwire import (
-    Connection,
-    ImapError,
+from mailctl.sync.imapparse import (
     Literal,
     Response,
     fetch_items,
@@ -25,6 +23,7 @@ from mailctl.sync.imapwire import (
     quote,
     uid_set,
 )
+from mailctl.sync.imapwire import Connection, ImapError
 from mailctl.sync.model import FolderStatus, Msg, Scan, SyncError, norm_flags
 
 # `typing` only for the type checker: it costs ~5 ms of a no-change run's start-up.
@@ -45,6 +44,9 @@ def _text(v: Any) -> str:
 
 
 class ImapStore:
+    # The server may complete an APPEND after we died (see pipeline.py, state.py).
+    late_writes = True
+
     def __init__(self, ep: Endpoint, password: Secret, *, cafile: str | None = None,
                  readonly: bool = False) -> None:
         self.ep = ep
@@ -94,6 +96,12 @@ class ImapStore:
 
     def has(self, cap: str) -> bool:
         return cap in self.conn.capabilities
+
+    @property
+    def exact_delete(self) -> bool:
+        """delete() removes exactly the given messages (UID EXPUNGE, RFC 4315); without
+        UIDPLUS an EXPUNGE also takes whatever else a user had marked \\Deleted."""
+        return self.has("UIDPLUS")
 
     # -- names -------------------------------------------------------------
     def _learn_sep(self) -> None:

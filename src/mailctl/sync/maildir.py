@@ -106,9 +106,12 @@ class MaildirStore:
         return FolderStatus(1, token, count, 0)
 
     def create(self, folder: str) -> None:
+        """Folders are 0700 like the mail in them (0600): a backup is private."""
+        from mailctl.sync.files import private_dir
+
         p = self.path(folder)
         for sub in ("cur", "new", "tmp"):
-            os.makedirs(_j(p, sub), exist_ok=True)
+            private_dir(_j(p, sub))
         if self.fsync:
             _fsync_dir(p)
             _fsync_dir(os.path.dirname(p) if folder != "INBOX" else p)
@@ -145,7 +148,7 @@ class MaildirStore:
                 from mailctl.util.atomic import atomic_write
 
                 atomic_write(Path(self.path(folder), KEYWORDS_FILE),
-                             "".join(f"{i} {k}\n" for i, k in enumerate(kws) if k))
+                             "".join(f"{i} {k}\n" for i, k in enumerate(kws) if k), mode=0o600)
             if f in kws:
                 letters.append(chr(ord("a") + kws.index(f)))
         return ":2," + "".join(sorted(letters))

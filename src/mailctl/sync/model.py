@@ -18,7 +18,12 @@ SYSTEM_FLAGS = {"\\SEEN": "\\Seen", "\\ANSWERED": "\\Answered", "\\FLAGGED": "\\
 
 
 class SyncError(Exception):
-    """Something the user can act on (bad endpoint, missing folder, refused delete)."""
+    """Something the user can act on (unreachable server, missing folder, refused delete)."""
+
+
+class UsageError(SyncError):
+    """The command line is wrong (a URL, a number out of range, a file named on it):
+    found before anything is done, exit 64. The text reads `<what> (expected <what>)`."""
 
 
 # Plain classes, not dataclasses: `dataclasses` imports inspect and ast (~10-30 ms),

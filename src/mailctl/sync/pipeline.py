@@ -15,6 +15,11 @@ the uploader sends batch N+1 before it waits for N's OK, so the target server
 never waits for our SQLite commit; N is still committed only after its OK. A
 kill -9 in between leaves messages at the target the state does not know;
 the next run adopts them by content hash instead of copying them again.
+
+A server may also complete a command after the client that sent it died, later
+than the next run's look at the target. So before a batch goes to such a target
+(`late_writes`: IMAP) its keys and hashes are committed as pending (state.py);
+the engine uses what a dead run left there (engine.sync_folder).
 """
 
 from __future__ import annotations
@@ -67,6 +72,8 @@ class Copier:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self.done = 0
+        # Writes the target may still complete after we died: journal them first.
+        self.late = bool(getattr(dst, "late_writes", False)) and not dry_run
 
     def copy(self, keys: list[str], sizes: dict[str, int]) -> None:
         if not keys:
@@ -136,6 +143,8 @@ class Copier:
             if b is not None:
                 b.msgs = [(m, h or content_hash(m.body)) for m, h in b.msgs]
             try:
+                if b is not None and b.msgs and self.late:
+                    self.state.add_pending(self.name, [(m.key, h) for m, h in b.msgs])
                 if b is None:
                     if pending is not None:
                         self._record(pending[0], finish(pending[1]) if finish else [])
@@ -165,7 +174,7 @@ class Copier:
             if b.reflag:
                 self.dst.set_flags(self.dname, b.reflag)
             if adopt:
-                self.state.add_pairs(self.name, adopt)
+                self.state.add_pairs(self.name, adopt, pending=self.late and bool(b.msgs))
         self.fr.copied += len(b.msgs)
         self.fr.bytes += b.size
         self.done += len(b.msgs)

@@ -11,10 +11,13 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
-from mailctl.sync.endpoint import Endpoint, open_store, parse_endpoint, read_password
-from mailctl.sync.model import SyncError
+from mailctl.secret import Secret
+from mailctl.sync.endpoint import Endpoint, parse_endpoint, read_password
+from mailctl.sync.files import check_output_dir, private_dir, read_text
+from mailctl.sync.model import SyncError, UsageError
+from mailctl.sync.stores import open_store
 
 # `typing` only for the type checker: it costs ~5 ms of a no-change run's start-up.
 TYPE_CHECKING = False
@@ -24,7 +27,8 @@ if TYPE_CHECKING:
 PathArg = str | os.PathLike[str]  # str from the lean parser, Path from typer
 
 # Same values as mailctl.cli.common (not imported: it pulls in typer).
-OK, FAILED, PROVIDER, REFUSED, USAGE = 0, 1, 3, 4, 64
+OK, FAILED, PROVIDER, REFUSED, USAGE, INTERRUPTED = 0, 1, 3, 4, 64, 130
+_KINDS = {FAILED: "failed", PROVIDER: "provider", REFUSED: "refused", USAGE: "usage"}
 STATE_NAME = ".mailctl-sync.db"
 
 
@@ -38,7 +42,7 @@ class Args:
                  delete: bool = False, force: bool = False, max_delete_share: float = 0.2,
                  dry_run: bool = False, fsync: bool = True, state: PathArg | None = None,
                  ca_file: str | None = None, json: bool = False,
-                 allow_extra: bool = False, jobs: int = 2) -> None:
+                 allow_extra: bool = False, jobs: int = 2, delivered: bool = False) -> None:
         self.src, self.dst = src, dst
         self.password1_file, self.password2_file = password1_file, password2_file
         self.password1_ref, self.password2_ref = password1_ref, password2_ref
@@ -46,6 +50,7 @@ class Args:
         self.delete, self.force, self.max_delete_share = delete, force, max_delete_share
         self.dry_run, self.fsync, self.state, self.ca_file = dry_run, fsync, state, ca_file
         self.json, self.allow_extra, self.jobs = json, allow_extra, jobs
+        self.delivered = delivered
 
 
 def state_path(src: Endpoint, dst: Endpoint, explicit: PathArg | None) -> str:
@@ -79,31 +84,68 @@ def _locked(path: str) -> Iterator[None]:
         os.close(fd)
 
 
-def _stores(a: Args, readonly_src: bool = True) -> tuple[Any, Any, Endpoint, Endpoint]:
+JOBS_MAX = 32  # sessions per side; providers cap connections per user far below this
+
+
+class _Plan:
+    """Everything a command needs, checked: nothing has been touched yet."""
+
+    __slots__ = ("d", "opts", "p1", "p2", "s", "state")
+
+    def __init__(self, s: Endpoint, d: Endpoint, p1: Secret | None, p2: Secret | None,
+                 opts: Any, state: str | None) -> None:
+        self.s, self.d, self.p1, self.p2, self.opts, self.state = s, d, p1, p2, opts, state
+
+
+def _prepare(a: Args, verifying: bool = False) -> _Plan:
+    """Every argument, before any side effect (no directory, state file, connection):
+    whatever is wrong raises UsageError (exit 64)."""
     s, d = parse_endpoint(a.src), parse_endpoint(a.dst)
-    if s.kind == "maildir" and s.path is not None and not os.path.isdir(s.path):
-        raise SyncError(f"{s.label}: no such directory")  # an empty source is not "all ok"
+    if not 1 <= a.jobs <= JOBS_MAX:
+        raise UsageError(f"--jobs {a.jobs} is out of range (expected 1-{JOBS_MAX})")
+    if not 0.0 <= a.max_delete_share <= 1.0:  # also refuses nan
+        raise UsageError(f"--max-delete-share {a.max_delete_share} is out of range "
+                         "(expected 0-1, a share of a folder)")
+    maps = []
+    for m in a.maps:
+        old, eq, new = m.partition("=")
+        if not eq or not old.strip("/") or not new.strip("/"):
+            raise UsageError(f"--map {m!r} (expected OLD=NEW, e.g. Lists=Archive/Lists)")
+        maps.append((old.strip("/"), new.strip("/")))
+    sources = [s, d] if verifying else [s]
+    for ep in sources:  # an empty or missing source is not "all ok"
+        if ep.kind == "maildir" and ep.path is not None and not os.path.isdir(ep.path):
+            raise UsageError(f"{ep.label}: no such directory (expected a Maildir tree)")
+    if not verifying and d.kind == "maildir" and d.path is not None:
+        check_output_dir(d.path, "the target")
+    if a.ca_file is not None:
+        read_text(a.ca_file, "--ca-file")
     p1 = (read_password(a.password1_file, a.password1_ref, s.label) if s.kind == "imap"
           else None)
     p2 = (read_password(a.password2_file, a.password2_ref, d.label) if d.kind == "imap"
           else None)
-    src = open_store(s, p1, cafile=a.ca_file, fsync=a.fsync, readonly=readonly_src)
-    dst = open_store(d, p2, cafile=a.ca_file, fsync=a.fsync)
-    return src, dst, s, d
-
-
-def _options(a: Args) -> Any:
+    state = None
+    if not verifying:
+        state = state_path(s, d, a.state)
+        if a.state is not None:
+            if os.path.lexists(state) and not os.path.isfile(state):
+                raise UsageError(f"--state {state} is not a regular file (expected a state "
+                                 "file)")
+            if not os.path.isdir(os.path.dirname(os.path.abspath(state))):
+                raise UsageError(f"--state {state}: its directory does not exist (expected "
+                                 "a file in an existing directory)")
     from mailctl.sync.engine import Options
 
-    maps = []
-    for m in a.maps:
-        old, eq, new = m.partition("=")
-        if not eq or not old or not new:
-            raise SyncError(f"--map {m!r}: expected OLD=NEW")
-        maps.append((old.strip("/"), new.strip("/")))
-    return Options(folders=a.folders, exclude=a.exclude, maps=maps, delete=a.delete,
+    opts = Options(folders=a.folders, exclude=a.exclude, maps=maps, delete=a.delete,
                    force=a.force, max_delete_share=a.max_delete_share, dry_run=a.dry_run,
-                   jobs=max(a.jobs, 1))
+                   jobs=a.jobs)
+    return _Plan(s, d, p1, p2, opts, state)
+
+
+def _open(p: _Plan, a: Args) -> tuple[Any, Any]:
+    src = open_store(p.s, p.p1, cafile=a.ca_file, fsync=a.fsync, readonly=True)
+    dst = open_store(p.d, p.p2, cafile=a.ca_file, fsync=a.fsync)
+    return src, dst
 
 
 @contextmanager
@@ -127,32 +169,46 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
 def cmd_sync(a: Args) -> int:
     """sync / backup / restore: one engine, different defaults for where state lives."""
     try:
-        src, dst, s, d = _stores(a)
-        opts = _options(a)
-        path = state_path(s, d, a.state)
+        p = _prepare(a)
+    except UsageError as exc:
+        return _fail(str(exc), USAGE, a.json)
+    assert p.state is not None
+    try:
         from mailctl.sync.state import State
 
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        with _locked(path + ".lock"):
-            state = State(path, durable=a.fsync)
-            problem = state.check_endpoints(s.label, d.label)
-            if problem:
-                raise SyncError(f"state file {problem}; use --state to pick another")
-            from mailctl.sync import engine
+        src, dst = _open(p, a)
+        try:
+            if p.s.kind == "imap":  # log in before anything is created: a wrong password
+                src.conn  # noqa: B018 - leaves no empty backup directory or state behind
+            if a.dry_run:  # a dry run creates nothing: no directory, state or lock file
+                lock: Any = nullcontext()
+            else:
+                private_dir(os.path.dirname(os.path.abspath(p.state)))
+                lock = _locked(p.state + ".lock")
+            with lock:
+                state = State(p.state, durable=a.fsync, dry_run=a.dry_run)
+                try:
+                    problem = state.check_endpoints(p.s.label, p.d.label)
+                    if problem:
+                        raise UsageError(f"state file {problem} (expected another --state "
+                                         "for this pair)")
+                    from mailctl.sync import engine
 
-            try:
-                with _progress(not a.json) as progress:
-                    report = engine.run(src, dst, state, opts, progress)
-            finally:
-                state.close()
-                src.close()
-                dst.close()
+                    with _progress(not a.json) as progress:
+                        report = engine.run(src, dst, state, p.opts, progress)
+                finally:
+                    state.close()
+        finally:
+            src.close()
+            dst.close()
     except TimeoutError:
-        return _fail("another sync with the same state is running", FAILED)
+        return _fail("another sync with the same state is running", FAILED, a.json)
+    except UsageError as exc:
+        return _fail(str(exc), USAGE, a.json)
     except SyncError as exc:
-        return _fail(str(exc), PROVIDER)
+        return _fail(str(exc), PROVIDER, a.json)
     except OSError as exc:
-        return _fail(f"{exc.strerror or exc}: {exc.filename or ''}", FAILED)
+        return _fail(f"{exc.strerror or exc}: {exc.filename or ''}", FAILED, a.json)
     if a.json:
         import json
 
@@ -166,16 +222,21 @@ def cmd_sync(a: Args) -> int:
 
 def cmd_verify(a: Args) -> int:
     try:
-        src, dst, _, _ = _stores(a)
+        p = _prepare(a, verifying=True)
+    except UsageError as exc:
+        return _fail(str(exc), USAGE, a.json)
+    try:
+        src, dst = _open(p, a)
         from mailctl.sync.verify import verify
 
         try:
-            report = verify(src, dst, _options(a), allow_extra=a.allow_extra)
+            report = verify(src, dst, p.opts, allow_extra=a.allow_extra,
+                            delivered=a.delivered)
         finally:
             src.close()
             dst.close()
     except SyncError as exc:
-        return _fail(str(exc), PROVIDER)
+        return _fail(str(exc), PROVIDER, a.json)
     if a.json:
         import json
 
@@ -192,10 +253,19 @@ def cmd_verify(a: Args) -> int:
     return OK if report.ok else FAILED
 
 
-def _fail(message: str, code: int) -> int:
+def _fail(message: str, code: int, as_json: bool = False) -> int:
+    """`error: ...` on stderr; under --json also the one JSON error shape on stdout
+    (mailctl.cli.common.json_error, which this module cannot import)."""
     from mailctl.secret import scrub
 
-    sys.stderr.write(f"error: {scrub(message)}\n")
+    message = scrub(message)
+    if as_json:
+        import json
+
+        print(json.dumps({"ok": False, "error": {"kind": _KINDS.get(code, "failed"),
+                                                 "message": message, "exit_code": code}},
+                         indent=2))
+    sys.stderr.write(f"error: {message}\n")
     return code
 
 
@@ -215,7 +285,9 @@ def print_sync(report: Any) -> None:
     verb = "would copy" if report.dry_run else "copied"
     print(f"{verb} {report.total('copied')} messages ({_size(report.total('bytes'))}), "
           f"{report.total('adopted')} already present, {report.total('flags')} flag updates, "
-          f"{report.total('deleted')} deleted in {report.seconds:.2f} s")
+          f"{report.total('deleted')} deleted"
+          + (f", {late} late duplicates removed" if (late := report.total("late_duplicates"))
+             else "") + f" in {report.seconds:.2f} s")
 
 
 def _size(n: int) -> str:
