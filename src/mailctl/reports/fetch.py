@@ -67,11 +67,8 @@ class FolderResult:
 
 
 def open_source(mb: Mailbox) -> Store:
-    try:  # sync/stores.py on newer trees (open_store left endpoint.py there)
-        from mailctl.sync.stores import open_store  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        from mailctl.sync.endpoint import open_store  # type: ignore[attr-defined, unused-ignore]
     from mailctl.sync.endpoint import parse_endpoint
+    from mailctl.sync.stores import open_store
 
     store: Store = open_store(parse_endpoint(mb.settings.url), mb.password, cafile=mb.cafile)
     return store
@@ -218,7 +215,7 @@ def _move(src: Store, rs: ReportStore, origin: str, uv: int, folder: str, dest: 
           msgs: list[Msg]) -> None:
     conn = getattr(src, "conn", None)
     if conn is not None and "MOVE" in getattr(conn, "capabilities", ()):
-        from mailctl.sync.imapwire import uid_set
+        from mailctl.sync.imapparse import uid_set
 
         src.select(folder, write=True)  # type: ignore[attr-defined]
         conn.run(b"UID MOVE " + uid_set(sorted(int(m.key) for m in msgs)) + b" "
