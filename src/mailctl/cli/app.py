@@ -13,7 +13,18 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from mailctl import __version__
-from mailctl.cli import accounts, dns, probe, provision, reports, sandbox, starter, sync
+from mailctl.cli import (
+    accounts,
+    console,
+    dns,
+    passwords,
+    probe,
+    provision,
+    reports,
+    sandbox,
+    starter,
+    sync,
+)
 from mailctl.cli.common import INTERRUPTED, OK, USAGE, json_error
 
 if TYPE_CHECKING:
@@ -81,6 +92,8 @@ app.add_typer(dns.app, name="dns", help="The records a mail domain needs, checke
 app.add_typer(dns.dkim_app, name="dkim", help="DKIM keys for self-hosted domains.")
 probe.register(app)
 reports.register(app)
+console.register(app)
+passwords.register(app)
 
 
 # -- help text: metavars a person can read ----------------------------------------------
@@ -185,11 +198,17 @@ def run(argv: list[str] | None = None) -> int:
         show = getattr(exc, "show", None)
         if callable(show) and hasattr(exc, "exit_code"):
             code = USAGE if int(exc.exit_code) == 2 else int(exc.exit_code)
+            fmt = getattr(exc, "format_message", None)
+            message = str(fmt() if callable(fmt) else exc)
             if wants_json:
-                fmt = getattr(exc, "format_message", None)
-                message = fmt() if callable(fmt) else str(exc)
-                json_error("usage" if code == USAGE else "failed", str(message), code)
-            show()
+                json_error("usage" if code == USAGE else "failed", message, code)
+            ctx = getattr(exc, "ctx", None)
+            if code == USAGE and ctx is not None:
+                # One line, like every other usage error (docs/cli.md), not click's box.
+                where = getattr(ctx, "command_path", "mailctl")
+                typer.echo(f"error: {message.rstrip('.')} (see '{where} --help')", err=True)
+            else:
+                show()
             return code
         if type(exc).__name__ in ("Exit", "Abort"):  # click's own, from a vendored copy
             return int(getattr(exc, "exit_code", 1))

@@ -13,10 +13,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mailctl.accounts.settings import AccountsSettings
-from mailctl.dns.settings import DnsSettings
+from mailctl.dns.settings import DnsHostsSettings, DnsSettings
 from mailctl.probe.settings import ProbeSettings
 from mailctl.reports.settings import ReportsSettings
 from mailctl.util.sizes import parse_size
+from mailctl.web.settings import ConsoleSettings
 
 
 class Strict(BaseModel):
@@ -196,3 +197,5 @@ class ConfigFile(Strict):
     accounts: AccountsSettings | None = None
     probe: ProbeSettings | None = None
     reports: ReportsSettings | None = None
+    dns: DnsHostsSettings | None = None
+    console: ConsoleSettings | None = None

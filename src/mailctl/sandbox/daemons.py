@@ -172,6 +172,7 @@ def write_configs(lay: Layout, info: SandboxInfo, ids: Ids) -> None:
         "RUN_DIR": str(lay.run), "DOVECOT_STATE_DIR": str(lay.p("dovecot-state")),
         "HOST": info.host, "LOG_DIR": str(lay.logs), "MAPS_DIR": str(lay.maps),
         "USERS_FILE": str(lay.maps / "dovecot-users"), "MAIL_DIR": str(lay.p("mail")),
+        "LOCAL_CONF": str(lay.maps / "dovecot-local.conf"),
         "MAIL_UID": str(ids.mail_uid), "MAIL_GID": str(ids.mail_gid),
         "INTERNAL_USER": ids.internal_user, "INTERNAL_GROUP": ids.internal_group,
         "LOGIN_USER": ids.login_user, "CHROOT_OFF": "" if root else "chroot =",
