@@ -129,7 +129,7 @@ def test_concurrent_importers_store_each_report_once(backend: str, tmp_path: Pat
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for order in ("f", "r", "f")]
     outs = [p.communicate(timeout=300) for p in procs]
-    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-4000:] for o in outs]
     stored = sum(int(o[0].split()[0]) for o in outs)
     dups = sum(int(o[0].split()[1]) for o in outs)
     assert (stored, dups) == (60, 120)
