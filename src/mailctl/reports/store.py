@@ -63,9 +63,8 @@ class ReportStore:
         """Run `body` in a transaction; when the database rolls it back as a deadlock
         victim (concurrent importers or fetchers on PostgreSQL), run it again.
 
-        The wait grows exponentially with jitter (up to 2 s): three importers of the
-        same files on a loaded machine deadlocked eight times in a row with the
-        earlier linear 10-50 ms waits, each retry racing the same rivals again."""
+        The wait grows exponentially with jitter (up to 2 s), so that a retry of a
+        large batch on a loaded machine does not race the same rivals again at once."""
         for attempt in range(attempts):
             try:
                 with self.engine.begin() as conn:
