@@ -95,7 +95,8 @@ demo-down: venv
 
 # Each benchmark prints ratios against its named peer, measured in the same run
 # (docs/benchmarks.md). Peers: docker-mailserver's setup loop, checkdmarc (own venv), octodns-sync,
-# mailadm (own venv), mbsync/offlineimap/dsync, a raw smtplib+imaplib roundtrip.
+# mailadm (own venv), mbsync/offlineimap/dsync, a raw smtplib+imaplib roundtrip,
+# parsedmarc (own venv).
 bench: deps
 	@$(MAKE) --no-print-directory apt-install PKGS="$(BENCH_APT)"
 	$(BIN)/python bench/provision_bench.py
@@ -105,6 +106,7 @@ bench: deps
 	$(BIN)/python bench/accounts_bench.py
 	$(BIN)/python bench/sync_bench.py
 	$(BIN)/python bench/probe_bench.py
+	$(BIN)/python bench/reports_bench.py
 
 clean:
 	-$(BIN)/mailctl sandbox down -f $(EXAMPLE) 2>/dev/null

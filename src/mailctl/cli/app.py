@@ -21,6 +21,7 @@ from mailctl.cli import (
     passwords,
     probe,
     provision,
+    reports,
     sandbox,
     starter,
     sync,
@@ -91,6 +92,7 @@ app.add_typer(sandbox.app, name="sandbox", help="A real Dovecot + Postfix on loo
 app.add_typer(dns.app, name="dns", help="The records a mail domain needs, checked live.")
 app.add_typer(dns.dkim_app, name="dkim", help="DKIM keys for self-hosted domains.")
 probe.register(app)
+reports.register(app)
 console.register(app)
 passwords.register(app)
 

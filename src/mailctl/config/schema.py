@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mailctl.accounts.settings import AccountsSettings
 from mailctl.dns.settings import DnsHostsSettings, DnsSettings
 from mailctl.probe.settings import ProbeSettings
+from mailctl.reports.settings import ReportsSettings
 from mailctl.util.sizes import parse_size
 from mailctl.web.settings import ConsoleSettings
 
@@ -195,5 +196,6 @@ class ConfigFile(Strict):
     safety: Safety = Safety()
     accounts: AccountsSettings | None = None
     probe: ProbeSettings | None = None
+    reports: ReportsSettings | None = None
     dns: DnsHostsSettings | None = None
     console: ConsoleSettings | None = None

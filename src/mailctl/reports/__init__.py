@@ -1,0 +1,1 @@
+"""DMARC aggregate, failure and SMTP TLS reports: read, stored once, classified."""
