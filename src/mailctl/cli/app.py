@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from mailctl import __version__
-from mailctl.cli import accounts, dns, probe, provision, sandbox, starter, sync
+from mailctl.cli import accounts, dns, domain, probe, provision, sandbox, starter, sync
 from mailctl.cli.common import INTERRUPTED, OK, USAGE, json_error
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ sync.register(app)
 app.add_typer(sandbox.app, name="sandbox", help="A real Dovecot + Postfix on loopback.")
 app.add_typer(dns.app, name="dns", help="The records a mail domain needs, checked live.")
 app.add_typer(dns.dkim_app, name="dkim", help="DKIM keys for self-hosted domains.")
+app.add_typer(domain.app, name="domain", help="Back up and restore a whole mail domain.")
 probe.register(app)
 
 

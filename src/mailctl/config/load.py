@@ -84,10 +84,14 @@ def read_config_text(path: Path) -> str:
         raise ConfigError([Issue(name, None, exc.message, exc.hint)]) from None
 
 
-def load_config(path: Path | None = None) -> Config:
+def load_config(path: Path | None = None, text: str | None = None) -> Config:
+    """`text`: a variant of the file at `path` to load instead of it (relative paths and
+    references still resolve from the file's folder; a domain move loads its config with
+    the provider line swapped)."""
     path = path or default_path()
     name = str(path)
-    text = read_config_text(path)
+    if text is None:
+        text = read_config_text(path)
     try:
         located = load_located(text, name)
     except YamlSyntaxError as exc:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mailctl.accounts.settings import AccountsSettings
 from mailctl.dns.settings import DnsSettings
+from mailctl.domain.settings import MailAccess
 from mailctl.probe.settings import ProbeSettings
 from mailctl.util.sizes import parse_size
 
@@ -153,6 +154,12 @@ class DomainConfig(Strict):
     # addresses another tool owns, e.g. mailctl's own temporary accounts.
     unmanaged: tuple[str, ...] = ()
     dns: DnsSettings | None = None
+    # The local store of a domain another provider receives for (docs/domain.md):
+    # every mailbox is created there too, and `mailctl fetch --domain` pulls into it.
+    mirror: str | None = None
+    # Where `apply --prune` backs up a mailbox's mail before deleting it (relative to
+    # the config) [default: backups/<domain>].
+    backup: str | None = None
 
     @field_validator("quota", mode="before")
     @classmethod
@@ -194,3 +201,5 @@ class ConfigFile(Strict):
     safety: Safety = Safety()
     accounts: AccountsSettings | None = None
     probe: ProbeSettings | None = None
+    # How mailctl reaches each provider's mailboxes for backup, restore and moves.
+    mail_access: dict[str, MailAccess] = {}
