@@ -137,7 +137,7 @@ def test_bad_input_is_refused_before_anything_happens(two_stacks: tuple[MailStac
     site = make_site(tmp_path, {"old": old}, "    provider: old\n" + MAILBOXES)
     assert site.run("apply", "--secrets-out", "secrets.tsv").code == 0
     dom = site.domain
-    cases = [
+    cases: list[tuple[list[str | Path], int, str]] = [
         (["domain", "backup", dom, tmp_path / "no" / "such" / "dir"], 64, "does not exist"),
         (["domain", "backup", "not a domain", tmp_path / "b"], 64, "DOMAIN"),
         (["domain", "backup", "other.example", tmp_path / "b"], 64, "not declared"),
