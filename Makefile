@@ -8,11 +8,16 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := postfix dovecot-imapd dovecot-lmtpd swaks openssl ca-certificates \
-                knot knot-dnsutils unbound prometheus postgresql zbar-tools librsvg2-bin
+                knot knot-dnsutils unbound prometheus postgresql zbar-tools librsvg2-bin \
+                libsasl2-modules
 BENCH_APT := isync offlineimap
+# The console's tests: a real OpenID provider (npm oidc-provider on node) and Debian's
+# Chromium driven by Playwright (never `playwright install`: it downloads a browser).
+TEST_APT := chromium nodejs
+OP_DIR := tests/fixtures/oidc_op
 EXAMPLE := examples/mailctl.yaml
 
-.PHONY: deps apt apt-install venv test lint typecheck pytest demo demo-down bench clean
+.PHONY: deps apt apt-install venv test-deps test lint typecheck pytest demo demo-down bench clean
 
 deps: apt venv
 
@@ -42,6 +47,12 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	@touch $@
 
+test-deps: apt
+	@$(MAKE) --no-print-directory apt-install PKGS="$(TEST_APT)"
+	@command -v npm >/dev/null || $(MAKE) --no-print-directory apt-install PKGS=npm
+	@test -d $(OP_DIR)/node_modules/oidc-provider || \
+	  (cd $(OP_DIR) && npm ci --no-audit --no-fund --loglevel=error)
+
 # mailadm 1.0.0 in its own venv, for tests/accounts/test_import.py (and the accounts bench):
 # made by tests/accounts/mailadm_peer.py, the one place that knows its path and packages
 # (the test fails under CI=true without it). $(MAILADM_VENV) is that module's default.
@@ -59,7 +70,7 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-pytest: deps mailadm-venv
+pytest: deps test-deps mailadm-venv
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
 test: deps lint typecheck pytest
@@ -83,17 +94,18 @@ demo-down: venv
 	$(BIN)/mailctl sandbox down -f $(EXAMPLE)
 
 # Each benchmark prints ratios against its named peer, measured in the same run
-# (docs/benchmarks.md). Peers: docker-mailserver's setup loop, checkdmarc (own venv),
+# (docs/benchmarks.md). Peers: docker-mailserver's setup loop, checkdmarc (own venv), octodns-sync,
 # mailadm (own venv), mbsync/offlineimap/dsync, a raw smtplib+imaplib roundtrip.
 bench: deps
 	@$(MAKE) --no-print-directory apt-install PKGS="$(BENCH_APT)"
 	$(BIN)/python bench/provision_bench.py
 	$(BIN)/python bench/providers_bench.py
 	$(BIN)/python bench/dns_bench.py
+	$(BIN)/python bench/dns_publish_bench.py
 	$(BIN)/python bench/accounts_bench.py
 	$(BIN)/python bench/sync_bench.py
 	$(BIN)/python bench/probe_bench.py
 
 clean:
 	-$(BIN)/mailctl sandbox down -f $(EXAMPLE) 2>/dev/null
-	rm -rf $(VENV) examples/.mailctl examples/dms build *.egg-info
+	rm -rf $(VENV) examples/.mailctl examples/dms build *.egg-info $(OP_DIR)/node_modules

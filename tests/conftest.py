@@ -4,4 +4,6 @@ pytest_plugins = [
     "tests.fixtures.mailstack",
     "tests.fixtures.dnsserver",
     "tests.fixtures.postgres",
+    "tests.fixtures.oidc",
+    "tests.fixtures.browser",
 ]

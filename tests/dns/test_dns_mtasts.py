@@ -13,7 +13,7 @@ import pytest
 
 from mailctl.dns.context import HttpsOptions
 from mailctl.dns.findings import Severity, Status
-from mailctl.dns.mtasts import parse_policy, policy_id, render_policy
+from mailctl.dns.stspolicy import parse_policy, policy_id, render_policy
 from tests.dns.conftest import check, codes, finding, migadu_spec, migadu_zone
 from tests.fixtures.dnsserver import DnsLab, free_port
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import time
 from typing import Any
 
 from tests.emulators.base import Emulator, Reply, Request
@@ -73,7 +74,10 @@ class MailcowEmulator(Emulator):
         self.mailboxes: dict[str, dict[str, Any]] = {}
         self.passwords: dict[str, str] = {}  # as received (tests check where they went)
         self.aliases: dict[int, dict[str, Any]] = {}
+        self.app_passwords: dict[int, dict[str, Any]] = {}
+        self.app_secrets: dict[int, str] = {}  # as received, for `login`
         self._ids = itertools.count(1)
+        self._app_ids = itertools.count(1)
 
     # -- seeding (state as if created in the UI) -----------------------------------
 
@@ -148,7 +152,8 @@ class MailcowEmulator(Emulator):
             if parts[:3] == ["delete", "mailbox", "tag"]:  # delete/mailbox/tag/{username}
                 return Reply(200, self._delete_mailbox_tag(
                     parts[3] if len(parts) > 3 else "", data))
-            fn = getattr(self, f"_{action}_{parts[1] if len(parts) > 1 else ''}", None)
+            route = (parts[1] if len(parts) > 1 else "").replace("-", "_")
+            fn = getattr(self, f"_{action}_{route}", None)
             if fn is None:
                 return Reply(404, {"type": "error", "msg": "route not found"})
             result = fn(data)
@@ -175,6 +180,10 @@ class MailcowEmulator(Emulator):
                         if scope is None or self.mailboxes[a]["domain"] == scope]
                 return self._many(rows)
             return self._mailbox_row(arg) if arg in self.mailboxes else {}
+        if what == "app-passwd" and arg == "all":
+            rows = [dict(a) for a in self.app_passwords.values()
+                    if scope is None or a["mailbox"] == scope]
+            return self._many(rows)  # details rows, `password` (the hash) included
         if what == "alias":
             if arg == "all":
                 rows = [self._alias_row(a) for a in self.aliases.values()
@@ -336,6 +345,9 @@ class MailcowEmulator(Emulator):
                 if k in attr:
                     m[k] = int(attr[k]) if k == "active" else str(attr[k])
             if attr.get("password"):
+                if str(attr["password"]) != str(attr.get("password2", "")):
+                    out.append(danger("password_mismatch"))
+                    continue
                 self.passwords[addr] = str(attr["password"])
             out.extend(self._save_tags(m, attr.get("tags")))
             out.append(ok("mailbox_modified", addr))
@@ -403,3 +415,56 @@ class MailcowEmulator(Emulator):
             else:
                 out.append(ok("domain_removed", name))
         return out
+
+    # -- app passwords (functions.app_passwd.inc.php) ------------------------------------
+
+    _PROTOCOLS = ("imap_access", "dav_access", "smtp_access", "eas_access", "pop3_access",
+                  "sieve_access")
+
+    def _add_app_passwd(self, d: dict[str, Any]) -> list[dict[str, Any]]:
+        username = str(d.get("username", ""))
+        m = self.mailboxes.get(username)
+        if m is None:
+            return [danger("access_denied")]
+        pw, pw2 = str(d.get("app_passwd", "")), str(d.get("app_passwd2", ""))
+        if not pw:
+            return [danger("password_empty")]
+        if pw != pw2:
+            return [danger("password_mismatch")]
+        name = str(d.get("app_name", "")).strip()
+        if not name:
+            return [danger("app_name_empty")]
+        protocols = d.get("protocols") or []
+        protocols = protocols if isinstance(protocols, list) else [protocols]
+        i = next(self._app_ids)
+        row = {"id": i, "name": name, "mailbox": username, "domain": m["domain"],
+               "password": "{BLF-CRYPT}$2y$10$emulated", "active": int(d.get("active") or 0),
+               "created": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "modified": None}
+        row.update({p: 1 if p in protocols else 0 for p in self._PROTOCOLS})
+        self.app_passwords[i] = row
+        self.app_secrets[i] = pw
+        masked = {**d, "app_passwd": "*", "app_passwd2": "*"}
+        return [ok("app_passwd_added", log=["app_passwd", "add", masked])]
+
+    def _delete_app_passwd(self, d: Any) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for item in self._items(d):
+            i = int(item) if str(item).isdigit() else -1
+            if i not in self.app_passwords:
+                return [*out, danger("app_passwd_id_invalid")]
+            del self.app_passwords[i]
+            self.app_secrets.pop(i, None)
+            out.append(ok("app_passwd_removed", str(i)))
+        return out
+
+    def login(self, address: str, password: str, protocol: str = "imap") -> bool:
+        """What mailcow's Dovecot would answer: the mailbox password, or an active app
+        password whose `<protocol>_access` is on."""
+        m = self.mailboxes.get(address)
+        if m is None or int(m["active"]) != 1:
+            return False
+        if self.passwords.get(address) == password:
+            return True
+        return any(a["mailbox"] == address and a["active"] == 1
+                   and a.get(f"{protocol}_access") == 1 and self.app_secrets.get(i) == password
+                   for i, a in self.app_passwords.items())

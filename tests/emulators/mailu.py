@@ -11,7 +11,9 @@ hash out in `password`.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import secrets
 from typing import Any
 
 from tests.emulators.base import Emulator, Reply, Request
@@ -62,6 +64,8 @@ class MailuEmulator(Emulator):
         self.users: dict[str, dict[str, Any]] = {}
         self.passwords: dict[str, str] = {}
         self.aliases: dict[str, dict[str, Any]] = {}
+        self.tokens: dict[int, dict[str, Any]] = {}  # authentication tokens (app passwords)
+        self._token_ids = 0
 
     def add_domain(self, name: str, max_users: int = -1, max_aliases: int = -1) -> None:
         self.domains[name] = {"name": name, "comment": "", "max_users": max_users,
@@ -106,6 +110,8 @@ class MailuEmulator(Emulator):
             return self._domain(m, p[1:], data)
         if p[0] == "user":
             return self._user(m, p[1] if len(p) > 1 else None, data)
+        if p[0] == "token":
+            return self._token(m, p[1:], data)
         if p[0] == "alias":
             if len(p) == 3 and p[1] == "destination" and m == "GET":
                 d = p[2]
@@ -118,7 +124,70 @@ class MailuEmulator(Emulator):
 
     def _view_user(self, u: dict[str, Any]) -> dict[str, Any]:
         digest = hashlib.sha256(self.passwords.get(u["email"], "").encode()).hexdigest()
-        return {**u, "password": f"$bcrypt-sha256$v=2,t=2b,r=12${digest[:40]}"}
+        return {"quota_bytes_used": 0, **u,
+                "password": f"$bcrypt-sha256$v=2,t=2b,r=12${digest[:40]}"}
+
+    # -- tokens (api/v1/token.py) ----------------------------------------------------
+
+    def _token_view(self, t: dict[str, Any], created_only: bool = False) -> dict[str, Any]:
+        out = {"id": t["id"], "email": t["email"], "comment": t["comment"],
+               "AuthorizedIP": t["ip"], "Created": t["created"]}
+        if not created_only:
+            out["Last edit"] = str(t["updated"])
+        return out
+
+    def _new_token(self, email: str, data: Any) -> Reply:
+        if not isinstance(data, dict):
+            data = {}
+        bad = invalid(data, {"comment": str, "AuthorizedIP": list, "email": str})
+        if bad:
+            return bad
+        self._token_ids += 1
+        secret = secrets.token_hex(16)  # pwd.genword(entropy=128, length=32, charset="hex")
+        t = {"id": self._token_ids, "email": email, "comment": data.get("comment"),
+             "ip": data.get("AuthorizedIP") or [], "created": str(datetime.date.today()),
+             "updated": None, "secret": secret}
+        self.tokens[t["id"]] = t
+        return Reply(200, {**self._token_view(t, created_only=True), "token": secret})
+
+    def _token(self, m: str, rest: list[str], data: Any) -> Reply:
+        if not rest:
+            if m == "GET":
+                return Reply(200, [self._token_view(t) for t in self.tokens.values()])
+            if m == "POST":
+                email = str((data or {}).get("email", ""))
+                if email not in self.users:
+                    return msg(404, f"User {email} cannot be found")
+                return self._new_token(email, data)
+        if rest[0] == "user" and len(rest) == 2:
+            email = rest[1]
+            if "@" not in email:
+                return msg(400, f"Provided email address {email} is not a valid email address")
+            if email not in self.users:
+                return msg(404, f"User {email} cannot be found")
+            if m == "GET":
+                return Reply(200, [self._token_view(t) for t in self.tokens.values()
+                                   if t["email"] == email])
+            if m == "POST":
+                return self._new_token(email, data)
+            return msg(405, "The method is not allowed for the requested URL.")
+        t = self.tokens.get(int(rest[0])) if rest[0].isdigit() else None
+        if t is None:
+            return msg(404, f"Record cannot be found for id {rest[0]} or invalid id provided")
+        if m == "GET":
+            return Reply(200, self._token_view(t))
+        if m == "DELETE":
+            del self.tokens[t["id"]]
+            return msg(200, f"Token with id {t['id']} has been deleted")
+        return msg(405, "The method is not allowed for the requested URL.")
+
+    def login(self, email: str, password: str) -> bool:
+        """What Mailu's auth answers: an enabled user's password, or one of its tokens."""
+        u = self.users.get(email)
+        if u is None or not u.get("enabled", True):
+            return False
+        return self.passwords.get(email) == password or any(
+            t["email"] == email and t["secret"] == password for t in self.tokens.values())
 
     def _domain(self, m: str, rest: list[str], data: Any) -> Reply:
         if not rest:

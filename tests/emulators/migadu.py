@@ -405,3 +405,7 @@ class MigaduEmulator(Emulator):
                 rw["order_num"] = int(body["order_num"])
             return Reply(200, rw)
         return Reply(404, {"error": "Not Found"})
+
+    def login(self, address: str, password: str) -> bool:
+        """What Migadu's IMAP would answer for the mailbox's own password."""
+        return address in self.mailboxes and self.passwords.get(address) == password

@@ -227,7 +227,9 @@ class StalwartEmulator(Emulator):
             if req.method == "PATCH":
                 for op in req.json() or []:
                     field, value = op["field"], op.get("value")
-                    if op["action"] == "set":
+                    if field == "secrets" and op["action"] in ("addItem", "removeItem"):
+                        _patch_secrets(obj, op["action"], str(value or ""))
+                    elif op["action"] == "set":
                         obj[field] = value
                     elif op["action"] == "addItem":
                         obj.setdefault(field, []).append(value)
@@ -260,3 +262,49 @@ class StalwartEmulator(Emulator):
 
     def principal_by_email(self, address: str) -> dict[str, Any] | None:
         return next((p for p in self.principals.values() if address in p["emails"]), None)
+
+    def login(self, address: str, password: str) -> bool:
+        """What 0.15 checks (directory/core/secret.rs): the password, or an app password
+        `$app$NAME$HASH` whose hash matches."""
+        from mailctl.providers.dms.hashing import verify
+
+        p = self.principal_by_email(address)
+        if p is None:
+            return False
+        for secret in p.get("secrets") or []:
+            if secret.startswith("otpauth://"):
+                continue
+            if secret.startswith("$app$"):
+                secret = secret[5:].partition("$")[2]
+            if verify(password, secret) or secret == password:
+                return True
+        return False
+
+
+def _patch_secrets(obj: dict[str, Any], action: str, value: str) -> None:
+    """0.15.5 manage.rs: addItem replaces the password (app passwords and TOTP kept) or
+    adds an app password; removeItem of `$app$NAME` removes by prefix, of "" every app
+    password and TOTP (not the password)."""
+    secrets: list[str] = obj.setdefault("secrets", [])
+    is_app = value.startswith("$app$")
+    is_otp = value.startswith("otpauth://")
+    if action == "addItem":
+        if value in secrets:
+            return
+        if not is_app:
+            keep_app_or_otp = (lambda s: s.startswith("$app$")) if is_otp else (
+                lambda s: s.startswith("$app$") or s.startswith("otpauth://"))
+            if is_otp:
+                secrets[:] = [s for s in secrets if not s.startswith("otpauth://")]
+            else:
+                secrets[:] = [s for s in secrets if keep_app_or_otp(s)]
+        secrets.append(value)
+        return
+    if is_app or is_otp:
+        secrets[:] = [s for s in secrets if not (s == value or (
+            (s.startswith("$app$") or s.startswith("otpauth://")) and s.startswith(value)))]
+    elif value:
+        secrets[:] = [s for s in secrets if s != value]
+    else:
+        secrets[:] = [s for s in secrets if not (s.startswith("$app$")
+                                                 or s.startswith("otpauth://"))]

@@ -111,7 +111,7 @@ def test_mtimes_suit_both_daemons(tmp_path: Path) -> None:
     dms = _dms(tmp_path, accounts=f"a@x.test|{H}\n")
     maps = tmp_path / "maps"
     first = render(dms, maps)
-    assert len(first.changed) == 4  # new files, even the empty virtual map
+    assert len(first.changed) == 9  # new files, even the empty virtual/relay maps, local conf
     # Postfix: backdated, or every process waits for the file to "cool down"
     assert os.stat(maps / POSTFIX_MAILBOXES).st_mtime < time.time() - 30
     before = os.stat(maps / DOVECOT_USERS)
@@ -123,3 +123,26 @@ def test_mtimes_suit_both_daemons(tmp_path: Path) -> None:
     assert after.st_size == before.st_size and int(after.st_mtime) != int(before.st_mtime)
     assert render(dms, maps).changed == ()  # unchanged input: nothing rewritten
     assert second.digest != first.digest
+
+
+def test_relay_files_become_sender_dependent_maps(tmp_path: Path) -> None:
+    from mailctl.sandbox.render import (
+        POSTFIX_RELAY_SASL,
+        POSTFIX_RELAY_SENDERS,
+        POSTFIX_RELAY_TRANSPORT,
+        RenderError,
+    )
+
+    dms = _dms(tmp_path, accounts=f"a@x.test|{H}\n")
+    (dms / "postfix-relaymap.cf").write_text("# comment\n@x.test [relay.test]:587\n@y.test\n")
+    (dms / "postfix-sasl-password.cf").write_text("@x.test u:p4ss:word\n@z.test v:w\n")
+    maps = tmp_path / "maps"
+    render(dms, maps)
+    assert _read(maps, POSTFIX_RELAY_TRANSPORT) == "@x.test smtp:[relay.test]:587\n"
+    assert _read(maps, POSTFIX_RELAY_SENDERS) == "x.test mailctl_relay\n"  # access(5) key
+    assert _read(maps, POSTFIX_RELAY_SASL) == "@x.test u:p4ss:word\n"
+    assert os.stat(maps / POSTFIX_RELAY_SASL).st_mode & 0o777 == 0o600
+    (dms / "postfix-sasl-password.cf").write_text("@x.test only-secret-no-colon\n")
+    with pytest.raises(RenderError) as info:
+        render(dms, maps)
+    assert "only-secret" not in str(info.value)

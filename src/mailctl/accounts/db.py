@@ -140,10 +140,9 @@ def secure_sqlite_file(path: Path) -> None:
 
     A file we own that is readable by others (made by an older mailctl with the umask's
     0644) is narrowed to 0600, with its -wal/-shm/-journal files."""
-    missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
-    for d in reversed(missing):  # mkdir(parents=True) would make the upper ones 0777-umask
-        d.mkdir(mode=0o700, exist_ok=True)
-        os.chmod(d, 0o700)
+    from mailctl.util.private import private_dir
+
+    private_dir(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:

@@ -64,12 +64,13 @@ def bind(host: str, port: int) -> Listener:
 
 
 def run(listener: Listener, config_path: str, workers: int, prune_interval: float) -> None:
-    """Serve until stopped; each worker builds the app with web.app_from_env."""
+    """Serve until stopped; each worker builds the app with web.app_from_env (and the
+    console beside it when the config has a `console:` section: mailctl.web.serve)."""
     import uvicorn
 
     os.environ["MAILCTL_CONFIG"] = config_path
     os.environ["MAILCTL_PRUNE_INTERVAL"] = repr(float(prune_interval))
-    uvicorn.run("mailctl.accounts.web:app_from_env", factory=True,
+    uvicorn.run("mailctl.web.serve:combined_from_env", factory=True,  # + the console
                 fd=listener.sock.fileno(), workers=workers, backlog=BACKLOG,
                 # h11 named, not picked: its limits are the documented ones
                 # (docs/accounts.md); no websockets: an upgrade request is plain HTTP.

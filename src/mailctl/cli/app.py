@@ -13,7 +13,18 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from mailctl import __version__
-from mailctl.cli import accounts, dns, domain, probe, provision, sandbox, starter, sync
+from mailctl.cli import (
+    accounts,
+    console,
+    dns,
+    domain,
+    passwords,
+    probe,
+    provision,
+    sandbox,
+    starter,
+    sync,
+)
 from mailctl.cli.common import INTERRUPTED, OK, USAGE, json_error
 
 if TYPE_CHECKING:
@@ -81,6 +92,8 @@ app.add_typer(dns.app, name="dns", help="The records a mail domain needs, checke
 app.add_typer(dns.dkim_app, name="dkim", help="DKIM keys for self-hosted domains.")
 app.add_typer(domain.app, name="domain", help="Back up and restore a whole mail domain.")
 probe.register(app)
+console.register(app)
+passwords.register(app)
 
 
 # -- help text: metavars a person can read ----------------------------------------------

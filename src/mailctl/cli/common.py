@@ -84,13 +84,16 @@ def usage(what: str, expected: str) -> NoReturn:
     fail(f"{what} (expected {expected})", USAGE, kind="usage")
 
 
-def load(path: Path | None, as_json: bool = False) -> Config:
-    """Load the config or exit 1 with every problem listed (file:line:col: ...)."""
+def load(path: Path | None, as_json: bool = False, *, secrets: bool = True) -> Config:
+    """Load the config or exit 1 with every problem listed (file:line:col: ...).
+
+    `secrets=False`: the command talks to no provider, so their secret references
+    are not resolved (see `load_config`)."""
     from mailctl.config.errors import ConfigError
     from mailctl.config.load import load_config
 
     try:
-        return load_config(path)
+        return load_config(path, secrets=secrets)
     except ConfigError as exc:
         n = exc.count
         summary = f"{n} problem{'s' if n != 1 else ''} found; nothing was changed."

@@ -7,13 +7,13 @@ building the command tree (and `mailctl --version`) stays fast.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mailctl.cli.common import err, fail
+from mailctl.cli import dns_publish
+from mailctl.cli.common import USAGE, check_output_file, err, fail
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(no_args_is_help=True, help="The records a mail domain needs, checked live.")
 dkim_app = typer.Typer(no_args_is_help=True, help="DKIM keys for self-hosted domains.")
+dns_publish.register(app)  # dns plan, dns apply
 
 
 
@@ -29,9 +30,6 @@ dkim_app = typer.Typer(no_args_is_help=True, help="DKIM keys for self-hosted dom
 def _dkim_group() -> None:
     """Keep `dkim` a command group even while it has a single sub-command."""
 
-
-# Set by the config layer: (domain, config file) -> spec from that domain's `dns:` block.
-config_domain_spec: Callable[[str, Path], DomainDnsSpec] | None = None
 
 ProfileOpt = Annotated[str | None, typer.Option(
     "--profile", help="provider profile (dms, migadu, mailcow, mailu, stalwart, …)")]
@@ -42,7 +40,8 @@ SelectorOpt = Annotated[list[str] | None, typer.Option(
 MxOpt = Annotated[list[str] | None, typer.Option(
     "--mx-host", help="self-hosted: MX host name, repeatable [default: mail.DOMAIN]")]
 ParamOpt = Annotated[list[str] | None, typer.Option(
-    "--param", help="profile parameter KEY=VALUE, repeatable (e.g. verify=CODE)")]
+    "--param", help="profile parameter KEY=VALUE, repeatable (e.g. verify=CODE); a relay's "
+    "own as RELAY.KEY=VALUE (e.g. brevo.verify=CODE)")]
 MtaStsOpt = Annotated[str | None, typer.Option(
     "--mta-sts", help="MTA-STS mode the domain should publish (enforce|testing|none)")]
 ProfileDirOpt = Annotated[list[Path] | None, typer.Option(
@@ -60,22 +59,28 @@ def spec_from_options(domain: str, profile: str | None = None, relays: list[str]
     try:
         name = normalise_domain(domain)
     except AddressError as exc:
-        fail(str(exc))
+        fail(f"{exc} (expected a domain such as example.org)", USAGE)
     params: dict[str, str] = {}
+    relay_params: dict[str, dict[str, str]] = {}
     for item in extra.pop("params", None) or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            fail(f"--param {item!r} must be KEY=VALUE")
-        params[key] = value
+            fail(f"--param {item!r} is malformed (expected KEY=VALUE or RELAY.KEY=VALUE)", USAGE)
+        relay, dot, relay_key = key.partition(".")
+        if dot:
+            relay_params.setdefault(relay, {})[relay_key] = value
+        else:
+            params[key] = value
     mode = extra.pop("mta_sts", None)
     if mode is not None and mode not in ("enforce", "testing", "none"):
-        fail(f"--mta-sts {mode!r} must be enforce, testing or none")
+        fail(f"--mta-sts {mode!r} is not a mode (expected enforce, testing or none)", USAGE)
     return DomainDnsSpec(
         domain=name,
         profile=profile or "dms",
         relays=tuple(relays or ()),
         dkim_selectors=tuple(selectors or ()),
         params=params,
+        relay_params=relay_params,
         mx_hosts=tuple(h.lower().rstrip(".") for h in extra.pop("mx_hosts", None) or ()),
         mta_sts_mode=mode,
         profile_dirs=tuple(extra.pop("profile_dirs", None) or ()),
@@ -92,27 +97,19 @@ def resolve_spec(domain: str, config_path: Path | None, **opts: Any) -> DomainDn
         if given or not implicit.exists():
             return spec_from_options(domain, **opts)
         config_path = implicit
-    hook = config_domain_spec or spec_from_config
-    return hook(domain, config_path)
+    return spec_from_config(domain, config_path)
 
 
 def spec_from_config(domain: str, config_path: Path) -> DomainDnsSpec:
-    """The domain's provider type and `dns:` block from mailctl.yaml."""
+    """The domain's provider type and `dns:` block from mailctl.yaml (exit 1 if undeclared)."""
     from mailctl.cli.common import load
-    from mailctl.dns.settings import spec_from_settings
-    from mailctl.model import AddressError, normalise_domain
+    from mailctl.dns.settings import DnsConfigError
+    from mailctl.dns.settings import spec_from_config as from_config
 
-    config = load(config_path)
     try:
-        name = normalise_domain(domain)
-    except AddressError as exc:
+        return from_config(load(config_path, secrets=False), domain)
+    except DnsConfigError as exc:
         fail(str(exc))
-    if name not in config.desired.domains:
-        fail(f"{name} is not declared in {config.path}; declare it or pass --profile")
-    raw = config.desired.raw_domain[name]
-    block = config.file.domains[raw]
-    ptype = config.providers[block.provider].type_name
-    return spec_from_settings(name, ptype, block.dns)
 
 
 def _console() -> Console:
@@ -134,7 +131,7 @@ def _expected(spec: DomainDnsSpec) -> list[Any]:
 
 @app.command("records")
 def records_cmd(
-    domain: str,
+    domain: Annotated[str, typer.Argument(help="the mail domain, e.g. example.org")],
     fmt: Annotated[str, typer.Option("--format", help="table, json, zone or octodns")] = "table",
     profile: ProfileOpt = None, relay: RelayOpt = None, selector: SelectorOpt = None,
     mx_host: MxOpt = None, param: ParamOpt = None, mta_sts: MtaStsOpt = None,
@@ -145,7 +142,7 @@ def records_cmd(
     from mailctl.dns.render import FORMATS, render_records
 
     if fmt not in FORMATS:
-        fail(f"--format must be one of {', '.join(FORMATS)}")
+        fail(f"--format {fmt!r} is not a format (expected one of {', '.join(FORMATS)})", USAGE)
     spec = resolve_spec(domain, file, profile=profile, relays=relay, selectors=selector,
                         mx_hosts=mx_host, params=param, mta_sts=mta_sts, profile_dirs=profile_dir)
     records = _expected(spec)
@@ -161,16 +158,19 @@ def check_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     resolver: Annotated[str | None, typer.Option(
         "--resolver", help="resolver IP[:PORT] [default: the system's]")] = None,
-    timeout: Annotated[float, typer.Option(help="seconds per DNS query")] = 2.0,
+    timeout: Annotated[float, typer.Option(min=0.05, max=60, help="seconds per DNS query")
+                       ] = 2.0,
     ca_file: Annotated[Path | None, typer.Option(
         "--ca-file", help="CA bundle for MTA-STS policy fetches")] = None,
-    https_port: Annotated[int, typer.Option("--https-port", hidden=True)] = 443,
+    https_port: Annotated[int, typer.Option("--https-port", min=1, max=65535, hidden=True,
+                                   help="MTA-STS policy port (tests: a local HTTPS server)")] = 443,
     ns_check: Annotated[bool, typer.Option(
         "--ns-check/--no-ns-check",
         help="also ask each authoritative nameserver directly and compare their answers "
         "(stale secondary, lame or dead server)",
     )] = False,
-    ns_port: Annotated[int, typer.Option("--ns-port", hidden=True)] = 53,
+    ns_port: Annotated[int, typer.Option("--ns-port", min=1, max=65535, hidden=True,
+                                help="authoritative servers port (tests: local Knot)")] = 53,
     fail_on: Annotated[str, typer.Option(
         "--fail-on", help="lowest severity that makes the exit code 1: error or warning",
     )] = "warning",
@@ -191,13 +191,13 @@ def check_cmd(
     from mailctl.dns.resolver import parse_server
 
     if fail_on not in ("error", "warning"):
-        fail(f"--fail-on {fail_on!r} must be error or warning")
+        fail(f"--fail-on {fail_on!r} is not a level (expected error or warning)", USAGE)
     threshold = Severity(fail_on)
     if resolver:
         try:
             parse_server(resolver)
         except ValueError as exc:
-            fail(str(exc))
+            fail(f"--resolver: {exc} (expected IP or IP:PORT)", USAGE)
     specs = [resolve_spec(d, file, profile=profile, relays=relay, selectors=selector,
                           mx_hosts=mx_host, params=param, mta_sts=mta_sts,
                           profile_dirs=profile_dir) for d in domains]
@@ -206,7 +206,7 @@ def check_cmd(
     try:
         context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     except (OSError, ssl.SSLError) as exc:
-        fail(f"--ca-file {ca_file}: {exc}")
+        fail(f"--ca-file {ca_file}: {exc} (expected a readable PEM CA bundle)", USAGE)
     reports = check_domains_sync(specs, resolver, timeout=timeout,
                                  https=HttpsOptions(ssl_context=context, port=https_port),
                                  ns_check=ns_check, ns_port=ns_port)
@@ -219,25 +219,25 @@ def check_cmd(
 
 @app.command("mta-sts")
 def mta_sts_cmd(
-    domain: str,
+    domain: Annotated[str, typer.Argument(help="the mail domain the policy is for")],
     mode: Annotated[str, typer.Option(help="enforce, testing or none")] = "testing",
     max_age: Annotated[int, typer.Option(help="seconds senders cache the policy")] = 604800,
     mx: Annotated[list[str] | None, typer.Option(
         "--mx", help="MX pattern, repeatable [default: the profile's MX hosts]")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     profile: ProfileOpt = None, mx_host: MxOpt = None, profile_dir: ProfileDirOpt = None,
     file: FileOpt = None,
 ) -> None:
     """The MTA-STS policy file and the TXT record whose id changes with it."""
     import json
 
-    from mailctl.dns.mtasts import MAX_AGE_LIMIT, policy_id, render_policy, tls_rpt_value
     from mailctl.dns.records import expected_mx, load_profiles
+    from mailctl.dns.stspolicy import MAX_AGE_LIMIT, policy_id, render_policy, tls_rpt_value
 
     if mode not in ("enforce", "testing", "none"):
-        fail(f"--mode {mode!r} must be enforce, testing or none")
+        fail(f"--mode {mode!r} is not a mode (expected enforce, testing or none)", USAGE)
     if not 0 <= max_age <= MAX_AGE_LIMIT:
-        fail(f"--max-age must be between 0 and {MAX_AGE_LIMIT}")
+        fail(f"--max-age {max_age} is out of range (expected 0..{MAX_AGE_LIMIT})", USAGE)
     spec = resolve_spec(domain, file, profile=profile, mx_hosts=mx_host, profile_dirs=profile_dir)
     _expected(spec)
     patterns = [m.lower().rstrip(".") for m in mx or []]
@@ -260,14 +260,14 @@ def mta_sts_cmd(
 
 @dkim_app.command("generate")
 def dkim_generate_cmd(
-    domain: str,
+    domain: Annotated[str, typer.Argument(help="the mail domain the key signs for")],
     selector: Annotated[str, typer.Option(help="DKIM selector, e.g. mail")],
     bits: Annotated[int, typer.Option(help="RSA key size")] = 2048,
     algorithm: Annotated[str, typer.Option(help="rsa or ed25519")] = "rsa",
     key_file: Annotated[Path | None, typer.Option(
         "--key-file", help="private key file [default: ./DOMAIN.SELECTOR.key]")] = None,
     force: Annotated[bool, typer.Option(help="overwrite an existing key file")] = False,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """A new key pair: the private key to a file (mode 600), the TXT record to stdout."""
     import json
@@ -279,14 +279,16 @@ def dkim_generate_cmd(
     try:
         name = normalise_domain(domain)
     except AddressError as exc:
-        fail(str(exc))
+        fail(f"{exc} (expected a domain such as example.org)", USAGE)
     if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*", selector):
-        fail(f"--selector {selector!r} is not a valid DNS label")
+        fail(f"--selector {selector!r} is not a valid DNS label (expected e.g. mail)", USAGE)
     if algorithm not in ("rsa", "ed25519"):
-        fail("--algorithm must be rsa or ed25519")
+        fail(f"--algorithm {algorithm!r} is unknown (expected rsa or ed25519)", USAGE)
     if algorithm == "rsa" and not 1024 <= bits <= 4096:
-        fail("--bits must be between 1024 and 4096 (2048 recommended, RFC 8301)")
+        fail(f"--bits {bits} is out of range (expected 1024..4096, 2048 recommended, "
+             "RFC 8301)", USAGE)
     path = key_file or Path(f"{name}.{selector}.key")
+    check_output_file(path, "--key-file")
     if path.exists() and not force:
         fail(f"{path} exists; use --force to replace it (the old key stops working)")
     key = generate_key(name, selector, bits=bits, algorithm=algorithm)

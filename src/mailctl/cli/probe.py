@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mailctl.cli.common import FAILED, OK, ConfigOpt, JsonOpt, err, fail, load
+from mailctl.cli.common import (
+    FAILED,
+    OK,
+    ConfigOpt,
+    JsonOpt,
+    err,
+    fail,
+    json_errors,
+    load,
+    usage,
+)
 
 if TYPE_CHECKING:
     from mailctl.probe.engine import ProbeResult
@@ -37,12 +47,11 @@ def _plan(file: object, routes: list[str] | None, as_json: bool = False) -> Plan
 
     from mailctl.probe.resolve import ProbeConfigError, plan
 
+    json_errors(as_json)
     config = load(file if isinstance(file, Path) else None, as_json)
     try:
         return plan(config.file.probe, config.base_dir, routes)
     except ProbeConfigError as exc:
-        if as_json:
-            print(json.dumps({"ok": False, "error": str(exc)}))
         fail(str(exc))
 
 
@@ -106,6 +115,11 @@ def serve(
     from mailctl.probe.serve import serve as serve_forever
     from mailctl.probe.settings import parse_listen
 
+    if listen is not None:  # the command line first: a typo is 64, whatever the config says
+        try:
+            parse_listen(listen)
+        except ValueError:
+            usage(f"--listen {listen!r}", "[host]:port like :9425 with a port 1..65535")
     p = _plan(file, route)
     try:
         host, port = parse_listen(listen or p.settings.listen)

@@ -27,6 +27,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mailctl.util.private import private_dir
+
 _KEEP = 16  # files; old entries are removed when a new one is written
 _VERSION = 2  # 2: aliased values are shared, and parsing is bounded
 _MAX_ENTRY = 64 * 1024 * 1024
@@ -77,7 +79,7 @@ def put(text: str, value: Any) -> None:
     if d is None:
         return
     with contextlib.suppress(OSError, ValueError):
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dir(d)
         if not _private(os.lstat(d)) or not stat.S_ISDIR(os.lstat(d).st_mode):
             return  # not ours (or a symlink): never write where others can
         blob = marshal.dumps(value)

@@ -48,12 +48,18 @@ class Config:
     _live: dict[str, Provider] = field(default_factory=dict)
 
     @property
+    def secrets_resolved(self) -> bool:
+        return not self.resolver.deferred
+
+    @property
     def base_dir(self) -> Path:
         return self.path.parent
 
     def provider(self, name: str) -> Provider:
         """The provider instance (created once per run)."""
         if name not in self._live:
+            if self.resolver.deferred:
+                raise RuntimeError("config loaded with secrets=False cannot open providers")
             inst = self.providers[name]
             self._live[name] = inst.cls(name, inst.settings, self.base_dir)
         return self._live[name]
@@ -84,10 +90,14 @@ def read_config_text(path: Path) -> str:
         raise ConfigError([Issue(name, None, exc.message, exc.hint)]) from None
 
 
-def load_config(path: Path | None = None, text: str | None = None) -> Config:
-    """`text`: a variant of the file at `path` to load instead of it (relative paths and
-    references still resolve from the file's folder; a domain move loads its config with
-    the provider line swapped)."""
+def load_config(path: Path | None = None, *, secrets: bool = True,
+                text: str | None = None) -> Config:
+    """The validated config; `secrets=False` for commands that talk to no provider:
+    secret references are checked for syntax but not resolved, so a variable that is
+    not set (an admin credential a monitor must not hold) is not an error. `text`: a
+    variant of the file at `path` to load instead of it (relative paths and references
+    still resolve from the file's folder; a domain move loads its config with the
+    provider line swapped)."""
     path = path or default_path()
     name = str(path)
     if text is None:
@@ -120,7 +130,7 @@ def load_config(path: Path | None = None, text: str | None = None) -> Config:
         col.translate = saved.original
         complete = not any(p[0] in ("domains", "providers") for p in saved.dropped)
 
-    resolver = Resolver(path.parent.resolve())
+    resolver = Resolver(path.parent.resolve(), deferred=not secrets)
     providers: dict[str, ProviderInstance] = {}
     classes: dict[str, type[Provider]] = {}
     for pname, pc in cfg.providers.items():

@@ -37,6 +37,9 @@ def is_reference(value: str) -> bool:
 @dataclass
 class Resolver:
     base_dir: Path
+    # Deferred: references are checked for syntax only and yield an empty Secret, for
+    # commands that never use them (`dns check` must not need the provider's API key).
+    deferred: bool = False
     _dotenv: dict[str, str | None] | None = field(default=None, repr=False)
     _dotenv_error: str | None = field(default=None, repr=False)
 
@@ -71,6 +74,8 @@ class Resolver:
             )
         kind, arg = m.group(1), m.group(2).strip()
         source = f"${{{kind}:{arg}}}"
+        if self.deferred:
+            return Secret("", source)
         if kind == "env":
             got = os.environ.get(arg)
             if got is None:

@@ -13,10 +13,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mailctl.accounts.settings import AccountsSettings
-from mailctl.dns.settings import DnsSettings
+from mailctl.dns.settings import DnsHostsSettings, DnsSettings
 from mailctl.domain.settings import MailAccess
 from mailctl.probe.settings import ProbeSettings
 from mailctl.util.sizes import parse_size
+from mailctl.web.settings import ConsoleSettings
 
 
 class Strict(BaseModel):
@@ -201,5 +202,7 @@ class ConfigFile(Strict):
     safety: Safety = Safety()
     accounts: AccountsSettings | None = None
     probe: ProbeSettings | None = None
+    dns: DnsHostsSettings | None = None
+    console: ConsoleSettings | None = None
     # How mailctl reaches each provider's mailboxes for backup, restore and moves.
     mail_access: dict[str, MailAccess] = {}

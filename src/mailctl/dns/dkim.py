@@ -83,9 +83,10 @@ async def _check_selector(ctx: Context, rec: Record) -> None:
         ctx.unknown("dkim.unknown", txt_answer)
         return
     target = f"{txt_answer.cnames[0]}." if txt_answer.cnames else None
+    missing = S.INFO if rec.optional else S.ERROR  # a relay's record the config did not declare
     if rec.rtype == "CNAME":
         if target is None and not txt_answer.ok:
-            ctx.add("dkim.missing", S.ERROR, name,
+            ctx.add("dkim.missing", missing, name,
                     f"DKIM selector {rec.selector} ({rec.source}) is not published",
                     expected=f"CNAME {rec.value or '<from your provider>'}",
                     fix=f"add CNAME {name} -> {rec.value or 'the target your provider shows'}")
@@ -105,7 +106,7 @@ async def _check_selector(ctx: Context, rec: Record) -> None:
                     fix="check the target with your provider; the key is not published there")
             return
     elif not txt_answer.ok:
-        ctx.add("dkim.missing", S.ERROR, name,
+        ctx.add("dkim.missing", missing, name,
                 f"DKIM selector {rec.selector} ({rec.source}) is not published",
                 expected=rec.zone_value() or "TXT v=DKIM1; k=rsa; p=<public key>",
                 fix=f"add TXT {name} with the public key"

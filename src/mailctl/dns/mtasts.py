@@ -13,80 +13,22 @@ HTTPS server with a test CA; the system resolver is never involved.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mailctl.dns.context import Context, HttpsOptions
 from mailctl.dns.findings import Severity as S
+from mailctl.dns.stspolicy import MAX_AGE_LIMIT, parse_policy, policy_id
 
 if TYPE_CHECKING:
-    from mailctl.dns.records import DomainDnsSpec
     from mailctl.dns.resolver import DnsClient
 
-MAX_AGE_LIMIT = 31557600  # RFC 8461 §3.2
 MIN_SENSIBLE_AGE = 86400
 MAX_BODY = 64 * 1024
 _ID = re.compile(r"^[A-Za-z0-9]{1,32}$")
 _HASH_ID = re.compile(r"^[0-9a-f]{24}$")
-
-
-def render_policy(mode: str, mx: list[str], max_age: int) -> str:
-    lines = ["version: STSv1", f"mode: {mode}", *(f"mx: {h}" for h in mx), f"max_age: {max_age}"]
-    return "\r\n".join(lines) + "\r\n"
-
-
-def policy_id(policy: str) -> str:
-    """24 hex digits of the policy's SHA-256 (line endings normalised)."""
-    canon = "\n".join(line.strip() for line in policy.strip().splitlines())
-    return hashlib.sha256(canon.encode()).hexdigest()[:24]
-
-
-def tls_rpt_value(spec: DomainDnsSpec) -> str:
-    rua = spec.tls_rpt_rua or (f"postmaster@{spec.domain}",)
-    uris = ",".join(a if ":" in a else f"mailto:{a}" for a in rua)
-    return f"v=TLSRPTv1; rua={uris}"
-
-
-@dataclass
-class Policy:
-    version: str | None = None
-    mode: str | None = None
-    max_age: int | None = None
-    mx: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-
-def parse_policy(text: str) -> Policy:
-    policy = Policy()
-    for line in text.replace("\r\n", "\n").split("\n"):
-        if not line.strip():
-            continue
-        key, sep, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if not sep:
-            policy.errors.append(f"line {line!r} is not key: value")
-        elif key == "version":
-            policy.version = value
-        elif key == "mode":
-            policy.mode = value
-        elif key == "mx":
-            policy.mx.append(value.lower().rstrip("."))
-        elif key == "max_age":
-            policy.max_age = int(value) if value.isdigit() else None
-            if policy.max_age is None:
-                policy.errors.append(f"max_age {value!r} is not a number")
-    if policy.version != "STSv1":
-        policy.errors.append("version: STSv1 is missing")
-    if policy.mode not in ("enforce", "testing", "none"):
-        policy.errors.append(f"mode {policy.mode!r} is not enforce, testing or none")
-    if policy.max_age is None and not any("max_age" in e for e in policy.errors):
-        policy.errors.append("max_age is missing")
-    if policy.mode != "none" and not policy.mx:
-        policy.errors.append("no mx: lines")
-    return policy
 
 
 def mx_matches(pattern: str, host: str) -> bool:
@@ -121,15 +63,18 @@ async def fetch_policy(client: DnsClient, domain: str, https: HttpsOptions) -> F
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(address, https.port, ssl=ctx, server_hostname=host),
             https.timeout)
-    except (OSError, TimeoutError, ssl.SSLError) as exc:
+    except ssl.SSLCertVerificationError as exc:  # senders would refuse it too: wrong
         return Fetched(error=f"https://{host}/ ({address}): {exc}")
+    except (OSError, TimeoutError, ssl.SSLError) as exc:  # could not tell: not the policy's fault
+        return Fetched(error=f"https://{host}/ ({address}): {exc or type(exc).__name__}",
+                       unknown=True)
     try:
         writer.write((f"GET /.well-known/mta-sts.txt HTTP/1.1\r\nHost: {host}\r\n"
                       "User-Agent: mailctl\r\nConnection: close\r\n\r\n").encode())
         await writer.drain()
         raw = await asyncio.wait_for(reader.read(MAX_BODY + 8192), https.timeout)
     except (OSError, TimeoutError, ssl.SSLError) as exc:
-        return Fetched(error=f"https://{host}/: {exc}")
+        return Fetched(error=f"https://{host}/: {exc or type(exc).__name__}", unknown=True)
     finally:
         writer.close()
     head, _, body = raw.partition(b"\r\n\r\n")
@@ -182,11 +127,15 @@ async def check_mta_sts(ctx: Context, live_mx: list[str] | None) -> None:
     fetched = await fetch_policy(ctx.client, ctx.domain, ctx.https)
     url = f"https://mta-sts.{ctx.domain}/.well-known/mta-sts.txt"
     if fetched.error:
-        ctx.add("mta_sts.fetch_unknown" if fetched.unknown else "mta_sts.fetch_failed",
-                S.UNKNOWN if fetched.unknown else S.ERROR, url,
-                f"policy could not be fetched: {fetched.error}",
-                fix="serve the policy over HTTPS with a certificate valid for mta-sts."
-                f"{ctx.domain}")
+        if fetched.unknown:
+            ctx.add("mta_sts.fetch_unknown", S.UNKNOWN, url, "could not tell whether the policy "
+                    f"is right: it could not be fetched ({fetched.error})",
+                    fix="retry later; if it persists, check that the policy host is up")
+        else:
+            ctx.add("mta_sts.fetch_failed", S.ERROR, url,
+                    f"policy could not be fetched: {fetched.error}",
+                    fix="serve the policy over HTTPS with a certificate valid for mta-sts."
+                    f"{ctx.domain}")
         return
     if fetched.status != 200:
         redirect = 300 <= fetched.status < 400

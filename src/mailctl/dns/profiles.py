@@ -50,6 +50,8 @@ class Profile:
     dkim_value: str | None = None
     dmarc_policy: str | None = None
     records: tuple[ExtraRecord, ...] = field(default_factory=tuple)
+    smtp_host: str | None = None  # a relay's submission host, for servers mailctl configures
+    smtp_port: int = 587
 
     def sender_names(self) -> set[str]:
         """Literal SPF include names that identify mail sent through this profile."""
@@ -97,6 +99,7 @@ def _parse(kind: str, path: Path) -> Profile:
     try:
         spf = data.get("spf") or {}
         dkim = data.get("dkim") or {}
+        smtp = data.get("smtp") or {}
         dmarc = data.get("dmarc") or {}
         mx = tuple((int(m["preference"]), str(m["host"])) for m in data.get("mx") or ())
         records = tuple(
@@ -127,6 +130,8 @@ def _parse(kind: str, path: Path) -> Profile:
             dkim_value=dkim.get("value"),
             dmarc_policy=dmarc.get("policy"),
             records=records,
+            smtp_host=str(smtp["host"]) if smtp.get("host") else None,
+            smtp_port=int(smtp.get("port", 587)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ProfileError(f"{path}: bad profile ({exc!r})") from None

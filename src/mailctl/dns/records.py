@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailctl.dns.profiles import Profile, fill, get_profile
+from mailctl.dns.stspolicy import policy_id, render_policy, tls_rpt_value
 
 TXT_CHUNK = 255  # RFC 1035 §3.3: one character-string holds at most 255 octets
 
@@ -29,7 +30,8 @@ class DomainDnsSpec:
     dkim_selectors: tuple[str, ...] = ()  # override the provider profile's selectors
     relay_selectors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     dkim_keys: Mapping[str, str] = field(default_factory=dict)  # selector -> p= base64
-    params: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)  # the hosting provider's
+    relay_params: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # relay -> its own
     mx_hosts: tuple[str, ...] = ()  # self-hosted: the MX hosts (default mail.<domain>)
     spf_extra: tuple[str, ...] = ()  # e.g. ("ip4:192.0.2.1",)
     spf_all: str | None = None
@@ -105,8 +107,16 @@ def _fqdn(name: str, domain: str) -> str:
     return f"{name}.{domain}".lower()
 
 
-def template_values(spec: DomainDnsSpec) -> dict[str, str]:
-    values = {str(k): str(v) for k, v in spec.params.items()}
+def template_values(spec: DomainDnsSpec, profile: Profile | None = None) -> dict[str, str]:
+    """Template values for `profile`: a relay's own parameters, never the provider's.
+
+    The provider's `verify` code filled into a relay's verification record was a
+    false alarm on every correct domain; each profile sees only its own params.
+    """
+    params = spec.params
+    if profile is not None and profile.kind == "relays":
+        params = spec.relay_params.get(profile.name, {})
+    values = {str(k): str(v) for k, v in params.items()}
     values["domain"] = spec.domain
     values["domain_dashed"] = spec.domain.replace(".", "-")
     values["mx_host"] = mx_hosts(spec)[0]
@@ -140,9 +150,9 @@ def expected_spf(spec: DomainDnsSpec, provider: Profile, relays: list[Profile]) 
 
 
 def expected_includes(spec: DomainDnsSpec, provider: Profile, relays: list[Profile]) -> list[str]:
-    values = template_values(spec)
     out: list[str] = []
     for profile in (provider, *relays):
+        values = template_values(spec, profile)
         for include in profile.spf_include:
             filled = fill(include, values)
             if filled and filled.lower() not in out:
@@ -176,10 +186,19 @@ def _mailto(address: str) -> str:
     return address if ":" in address else f"mailto:{address}"
 
 
+def relay_declared(spec: DomainDnsSpec, relay: Profile) -> bool:
+    """Whether the config declares the relay's own records (its params or DKIM selectors).
+
+    Only then are they required: a relay can be used for SPF alone, and a check
+    must not call a correct domain broken for a DKIM record nobody asked for.
+    """
+    return relay.name in spec.relay_params or relay.name in spec.relay_selectors
+
+
 def _dkim_records(
-    spec: DomainDnsSpec, profile: Profile, selectors: tuple[str, ...]
+    spec: DomainDnsSpec, profile: Profile, selectors: tuple[str, ...], optional: bool = False
 ) -> list[Record]:
-    values = template_values(spec)
+    values = template_values(spec, profile)
     out: list[Record] = []
     for selector in selectors:
         name = f"{selector}._domainkey.{spec.domain}".lower()
@@ -197,17 +216,14 @@ def _dkim_records(
                 value = fill(profile.dkim_value, local)
             else:
                 value = None
-        out.append(Record(name, rtype, value, spec.ttl, "dkim", False, profile.name, selector))
+        out.append(Record(name, rtype, value, spec.ttl, "dkim", optional, profile.name, selector))
     return out
 
 
 def expected_records(spec: DomainDnsSpec) -> list[Record]:
     """Every record `spec.domain` should publish, in a stable order."""
-    from mailctl.dns.mtasts import policy_id, render_policy, tls_rpt_value
-
     provider, relays = load_profiles(spec)
     domain, ttl = spec.domain, spec.ttl
-    values = template_values(spec)
     records = [
         Record(domain, "MX", f"{pref} {host}.", ttl, "mx", source=provider.name)
         for pref, host in expected_mx(spec, provider)
@@ -217,14 +233,16 @@ def expected_records(spec: DomainDnsSpec) -> list[Record]:
     records += _dkim_records(spec, provider, spec.dkim_selectors or provider.dkim_selectors)
     for relay in relays:
         selectors = tuple(spec.relay_selectors.get(relay.name, relay.dkim_selectors))
-        records += _dkim_records(spec, relay, selectors)
+        records += _dkim_records(spec, relay, selectors, not relay_declared(spec, relay))
     records.append(Record(f"_dmarc.{domain}", "TXT", dmarc_value(spec, provider), ttl, "dmarc",
                           source=provider.name))
     for profile in (provider, *relays):
+        own = template_values(spec, profile)
+        undeclared = profile.kind == "relays" and not relay_declared(spec, profile)
         for extra in profile.records:
             records.append(
-                Record(_fqdn(extra.name, domain), extra.rtype, fill(extra.value, values), ttl,
-                       extra.purpose, extra.optional, profile.name)
+                Record(_fqdn(extra.name, domain), extra.rtype, fill(extra.value, own), ttl,
+                       extra.purpose, extra.optional or undeclared, profile.name)
             )
     if spec.mta_sts_mode:
         policy = render_policy(spec.mta_sts_mode, [h for _, h in expected_mx(spec, provider)],
@@ -252,3 +270,31 @@ def lint_records(records: list[Record]) -> list[str]:
         if "CNAME" in types and (len(types) > 1 or name == records[0].name):
             problems.append(f"{name}: CNAME beside other data ({', '.join(sorted(types))})")
     return problems
+
+
+def known_records(spec: DomainDnsSpec) -> list[Record]:
+    """The DKIM and extra records that any known profile would publish for `spec.domain`.
+
+    This is how mailctl knows which records it once published without a marker
+    record or a state file: the old relay's DKIM CNAME is "a record the mailgun
+    profile publishes for this domain", whichever machine published it. Values
+    are filled where the config gives the parameters, else None (name and type
+    alone identify the record).
+    """
+    from mailctl.dns.profiles import all_profiles
+
+    out: list[Record] = []
+    for kind in ("providers", "relays"):
+        for profile in all_profiles(kind, spec.profile_dirs).values():
+            selectors = profile.dkim_selectors
+            if kind == "relays":
+                selectors = tuple(spec.relay_selectors.get(profile.name, selectors))
+            elif profile.name == spec.profile and spec.dkim_selectors:
+                selectors = spec.dkim_selectors
+            out += _dkim_records(spec, profile, selectors)
+            own = template_values(spec, profile)
+            for extra in profile.records:
+                out.append(Record(_fqdn(extra.name, spec.domain), extra.rtype,
+                                  fill(extra.value, own), spec.ttl, extra.purpose, True,
+                                  profile.name))
+    return out

@@ -143,6 +143,7 @@ class Node:
     lookups: int = 0  # this record's own lookup-costing terms
     voids: list[str] = field(default_factory=list)
     loops: list[str] = field(default_factory=list)
+    broken: list[str] = field(default_factory=list)  # include/redirect targets without SPF
     unknown: list[str] = field(default_factory=list)
     children: list[Node] = field(default_factory=list)
 
@@ -215,6 +216,7 @@ async def _child(client: DnsClient, parent: Node, target: str, via: str,
     parent.children.append(child)
     if child.outcome.absent or (child.outcome is Outcome.OK and child.record is None):
         parent.voids.append(f"{via}:{target} has no SPF record")
+        parent.broken.append(f"{via}:{target}")
 
 
 async def _probe(client: DnsClient, node: Node, mech: str, target: str) -> None:

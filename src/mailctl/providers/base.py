@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from mailctl.model import AddressError, DomainState, normalise_address
 from mailctl.provision.changes import Change, Outcome
+from mailctl.secret import Secret
 from mailctl.util.sizes import approx_size, format_size
 
 
@@ -99,10 +100,30 @@ class Capabilities:
     rewrites: bool = False
     enabled: bool = False  # `enabled: false` switches a mailbox off
     tags: bool = False  # mailbox `tags`
+    # Self-service (console, `mailctl passwd`, `mailctl app-passwords`): what the
+    # YAML deliberately does not hold, changed directly through the provider.
+    set_password: bool = False  # change a mailbox's password outside `apply`
+    app_passwords: bool = False  # per-device passwords: add, list, revoke
+    usage: bool = False  # reports the storage a mailbox uses
     quota_limits: QuotaLimits = field(default_factory=QuotaLimits)
 
     def lacks(self, feature: str) -> bool:
         return not bool(getattr(self, feature))
+
+
+@dataclass(frozen=True, slots=True)
+class AppPassword:
+    """One app password as the provider lists it; never its secret."""
+
+    id: str  # the provider's identifier, what `revoke` takes
+    name: str
+    created: float | None = None  # unix time, where the provider knows it
+    last_used: float | None = None
+    protocols: tuple[str, ...] = ()  # e.g. ("imap", "smtp"); empty = unrestricted
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "created": self.created,
+                "last_used": self.last_used, "protocols": list(self.protocols)}
 
 
 class ErrorKind(StrEnum):
@@ -175,6 +196,30 @@ class Provider(ABC):
     @abstractmethod
     def apply(self, changes: Sequence[Change]) -> list[Outcome]:
         """Perform `changes` (already ordered); one outcome per change, in order."""
+
+    # -- self-service: only called when `capabilities` says so (mailctl.credentials) --
+
+    def set_password(self, address: str, password: Secret) -> None:
+        """Give an existing mailbox a new password; the old one stops working."""
+        raise self._unsupported("set_password")
+
+    def list_app_passwords(self, address: str) -> list[AppPassword]:
+        raise self._unsupported("app_passwords")
+
+    def add_app_password(self, address: str, name: str) -> tuple[AppPassword, Secret]:
+        """A new app password for `address`; its secret is returned once, never stored here."""
+        raise self._unsupported("app_passwords")
+
+    def revoke_app_password(self, address: str, app_id: str) -> None:
+        raise self._unsupported("app_passwords")
+
+    def usage(self, addresses: Sequence[str]) -> dict[str, int | None]:
+        """Bytes each mailbox uses (None where the provider does not know)."""
+        raise self._unsupported("usage")
+
+    def _unsupported(self, feature: str) -> ProviderError:
+        return ProviderError(ErrorKind.INVALID, f"{self.type_name} does not support {feature}",
+                             provider=self.name)
 
     def without_defaults(self, state: DomainState) -> DomainState:
         """The state as `import` writes it: a field that holds the provider's own default

@@ -27,6 +27,7 @@ from mailctl.model import (
     normalise_domain,
 )
 from mailctl.providers.base import (
+    AppPassword,
     Capabilities,
     ErrorKind,
     ProviderError,
@@ -41,6 +42,7 @@ from mailctl.providers.http import (
     decode,
     provider_message,
 )
+from mailctl.secret import Secret, generate_password
 
 MIB = 1 << 20
 # mailcow takes `quota` as an integer of MiB (functions.mailbox.inc.php: intval, then
@@ -158,6 +160,7 @@ class MailcowProvider(HttpProvider):
         mailboxes=True, aliases=True, forwards=False, catch_all=True, quota=True,
         display_name=True, spam=False, external_destinations=True, domains=True,
         enabled=True, tags=True, quota_limits=QUOTA,
+        set_password=True, app_passwords=True, usage=True,
     )
     settings_model = MailcowSettings
     auth_hint = (" and that this machine's IP is in the API allow-list (System → "
@@ -336,3 +339,66 @@ class MailcowProvider(HttpProvider):
         if path is None:
             raise self.error(ErrorKind.INVALID, f"cannot delete a {kind.value} here", key)
         self._post(path, [key], key, idempotent=True)
+
+    # -- self-service --------------------------------------------------------------
+
+    # Every protocol an app password may log in with. Created through the API without
+    # `protocols`, an app password has them all switched off and logs in nowhere (and
+    # without `active` it is inactive): mailcow's functions.app_passwd.inc.php.
+    APP_PROTOCOLS = ("imap_access", "smtp_access", "pop3_access", "sieve_access",
+                     "dav_access", "eas_access")
+
+    def set_password(self, address: str, password: Secret) -> None:
+        pw = password.reveal()
+        self._post("edit/mailbox", {"items": [address], "attr": {"password": pw,
+                                                                 "password2": pw}},
+                   address, idempotent=True)
+
+    def list_app_passwords(self, address: str) -> list[AppPassword]:
+        rows = as_list(self.http.get_json(f"get/app-passwd/all/{address}", obj=address))
+        return [self._app_password(r) for r in rows
+                if str(r.get("mailbox", address)).lower() == address]
+
+    def _app_password(self, row: dict[str, Any]) -> AppPassword:
+        protocols = tuple(p.removesuffix("_access") for p in self.APP_PROTOCOLS
+                          if as_bool(row.get(p)))
+        return AppPassword(str(row.get("id")), str(row.get("name") or ""),
+                           _timestamp(row.get("created")), None, protocols)
+
+    def add_app_password(self, address: str, name: str) -> tuple[AppPassword, Secret]:
+        before = {a.id for a in self.list_app_passwords(address)}
+        secret = generate_password(32)
+        pw = secret.reveal()
+        self._post("add/app-passwd", {"username": address, "app_name": name,
+                                      "app_passwd": pw, "app_passwd2": pw, "active": "1",
+                                      "protocols": list(self.APP_PROTOCOLS)},
+                   address, idempotent=False)
+        # The answer names no id: the new entry is the one that was not there before.
+        new = [a for a in self.list_app_passwords(address) if a.id not in before
+               and a.name == name]
+        if not new:
+            raise self.error(ErrorKind.UNKNOWN, "mailcow accepted the app password but does "
+                             "not list it", address)
+        return max(new, key=lambda a: int(a.id) if a.id.isdigit() else 0), secret
+
+    def revoke_app_password(self, address: str, app_id: str) -> None:
+        self._post("delete/app-passwd", [app_id], address, idempotent=True)
+
+    def usage(self, addresses: Sequence[str]) -> dict[str, int | None]:
+        out: dict[str, int | None] = {}
+        for address in addresses:
+            rows = as_list(self.http.get_json(f"get/mailbox/{address}", obj=address))
+            used = str(rows[0].get("quota_used", "")) if rows else ""
+            out[address] = int(used) if used.isdigit() else None
+        return out
+
+
+def _timestamp(value: Any) -> float | None:
+    """mailcow's `2019-12-21 16:04:55` (the server's MySQL time, taken as UTC)."""
+    import datetime as dt
+
+    try:
+        return dt.datetime.strptime(str(value), "%Y-%m-%d %H:%M:%S").replace(
+            tzinfo=dt.UTC).timestamp()
+    except ValueError:
+        return None

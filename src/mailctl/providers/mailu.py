@@ -30,6 +30,7 @@ from mailctl.model import (
 )
 from mailctl.providers.base import (
     DOVECOT_QUOTA,
+    AppPassword,
     Capabilities,
     ErrorKind,
     ProviderError,
@@ -43,6 +44,7 @@ from mailctl.providers.http import (
     decode,
     provider_message,
 )
+from mailctl.secret import Secret
 
 MAILU_DEFAULT_QUOTA = 10**9
 
@@ -81,6 +83,7 @@ class MailuProvider(HttpProvider):
         # `quota_bytes` is a BigInteger handed to Dovecot 2.3 as `*:bytes=N` with its
         # default 10% grace (core/admin/mailu/internal/views/dovecot.py): the dms limit.
         quota_limits=DOVECOT_QUOTA,
+        set_password=True, app_passwords=True, usage=True,  # tokens are its app passwords
     )
     settings_model = MailuSettings
     auth_hint = " (Mailu's API_TOKEN from mailu.env)"
@@ -243,5 +246,51 @@ class MailuProvider(HttpProvider):
         self.http.request("DELETE", f"{what}/{quote(key, safe='@')}", obj=key, idempotent=False)
 
 
+    # -- self-service: Mailu's "authentication tokens" are its app passwords ------------
+
+    def set_password(self, address: str, password: Secret) -> None:
+        self._patch("user", address, {"raw_password": password.reveal()})
+
+    def list_app_passwords(self, address: str) -> list[AppPassword]:
+        body = self.http.get_json(f"token/user/{quote(address, safe='@')}", obj=address)
+        return [AppPassword(str(r.get("id")), str(r.get("comment") or ""),
+                            _day(r.get("Created")), None, ("imap", "smtp", "pop3"))
+                for r in _rows(body)]
+
+    def add_app_password(self, address: str, name: str) -> tuple[AppPassword, Secret]:
+        """Mailu makes the token itself (32 hex characters) and shows it only here."""
+        resp = self.http.request("POST", f"token/user/{quote(address, safe='@')}",
+                                 json={"comment": name}, obj=address, idempotent=False)
+        body = decode(resp, self.http, address)
+        if not isinstance(body, dict) or not body.get("token") or body.get("id") is None:
+            raise self.error(ErrorKind.UNKNOWN, "Mailu's answer holds no token", address)
+        secret = Secret(str(body["token"]), "generated")
+        return AppPassword(str(body["id"]), name, _day(body.get("Created")), None,
+                           ("imap", "smtp", "pop3")), secret
+
+    def revoke_app_password(self, address: str, app_id: str) -> None:
+        self.http.request("DELETE", f"token/{quote(app_id, safe='')}", obj=address,
+                          idempotent=True)
+
+    def usage(self, addresses: Sequence[str]) -> dict[str, int | None]:
+        out: dict[str, int | None] = {}
+        for address in addresses:
+            row = self.http.get_json(f"user/{quote(address, safe='@')}", obj=address)
+            used = row.get("quota_bytes_used") if isinstance(row, dict) else None
+            out[address] = used if isinstance(used, int) else None
+        return out
+
+
 def _rows(body: Any) -> list[dict[str, Any]]:
     return [r for r in body if isinstance(r, dict)] if isinstance(body, list) else []
+
+
+def _day(value: Any) -> float | None:
+    """Mailu's `created_at` is a date (`2024-01-31`), read as midnight UTC."""
+    import datetime as dt
+
+    try:
+        day = dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp()

@@ -26,17 +26,34 @@ from pathlib import Path
 ACCOUNTS_FILE = "postfix-accounts.cf"
 VIRTUAL_FILE = "postfix-virtual.cf"
 QUOTAS_FILE = "dovecot-quotas.cf"
+RELAYMAP_FILE = "postfix-relaymap.cf"  # @domain [host]:port (setup relay add-domain)
+RELAY_SASL_FILE = "postfix-sasl-password.cf"  # @domain user:password (setup relay add-auth)
+# dms copies `dovecot.cf` to /etc/dovecot/local.conf at start, which Debian's
+# dovecot.conf includes last (setup.d/dovecot.sh); files it names under the config
+# folder (/tmp/docker-mailserver in the container) are read by Dovecot in place,
+# such as mailctl's app-password passdb (providers/dms/selfservice.py).
+DOVECOT_CF = "dovecot.cf"
+APP_PASSWORDS_FILE = "dovecot-app-passwords.cf"
 # `setup dovecot-master add NAME`: admin logins as `user@domain*NAME` (dms
 # target/scripts/helpers/accounts.sh `_create_masters`, and its auth-master.inc).
 MASTERS_FILE = "dovecot-masters.cf"
-DMS_FILES = (ACCOUNTS_FILE, VIRTUAL_FILE, QUOTAS_FILE, MASTERS_FILE)
+DMS_FILES = (ACCOUNTS_FILE, VIRTUAL_FILE, QUOTAS_FILE, RELAYMAP_FILE, RELAY_SASL_FILE,
+             DOVECOT_CF, APP_PASSWORDS_FILE, MASTERS_FILE)
+CONTAINER_DIR = "/tmp/docker-mailserver"
 
 # What the daemons read, relative to the maps directory.
 DOVECOT_USERS = "dovecot-users"
 DOVECOT_MASTERS = "dovecot-masters"
+DOVECOT_LOCAL = "dovecot-local.conf"  # dovecot.cf, its container paths mapped
+APP_PASSWORDS_SEEN = "app-passwords.sha256"  # only to know when Dovecot must re-read
 POSTFIX_DOMAINS = "postfix-vhost"
 POSTFIX_MAILBOXES = "postfix-vmailbox"
 POSTFIX_VIRTUAL = "postfix-virtual"
+# The sender-dependent relay, as dms sets it up: per sender domain a transport,
+# a permission to relay (restriction class), and SASL credentials (0640 postfix).
+POSTFIX_RELAY_TRANSPORT = "postfix-relaytransport"
+POSTFIX_RELAY_SENDERS = "postfix-relaysenders"
+POSTFIX_RELAY_SASL = "postfix-relaysasl"
 
 _QUOTA_RE = re.compile(r"^([0-9]+(B|k|M|G|T)|0)$")
 _MASTER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -190,6 +207,30 @@ def parse_dms(raw: dict[str, bytes | None]) -> DmsConfig:
 
 
 
+def relay_maps(raw: dict[str, bytes | None]) -> dict[str, str]:
+    """The Postfix maps for dms's relay files (lines dms would also accept, others refused)."""
+    hops: dict[str, str] = {}
+    for number, line in _lines(RELAYMAP_FILE, raw.get(RELAYMAP_FILE)):
+        parts = line.split()
+        if not parts[0].startswith("@") or len(parts) > 2:
+            raise RenderError(f"{RELAYMAP_FILE}:{number}: expected '@domain [host]:port'")
+        if len(parts) == 2:  # "@domain" alone: excluded from the default relay
+            hops[parts[0].lower()] = parts[1]
+    sasl: dict[str, str] = {}
+    for number, line in _lines(RELAY_SASL_FILE, raw.get(RELAY_SASL_FILE)):
+        parts = line.split(None, 1)
+        if len(parts) != 2 or ":" not in parts[1]:
+            # never echo the line: it holds a password
+            raise RenderError(f"{RELAY_SASL_FILE}:{number}: expected '@domain user:password'")
+        sasl[parts[0].lower()] = parts[1].strip()
+    return {
+        POSTFIX_RELAY_TRANSPORT: "".join(f"{k} smtp:{v}\n" for k, v in hops.items()),
+        # access(5) tables key a domain without the "@" (the others take "@domain")
+        POSTFIX_RELAY_SENDERS: "".join(f"{k[1:]} mailctl_relay\n" for k in hops),
+        POSTFIX_RELAY_SASL: "".join(f"{k} {v}\n" for k, v in sasl.items() if k in hops),
+    }
+
+
 def dovecot_users(cfg: DmsConfig) -> str:
     """passwd-file lines; uid, gid and home come from the userdb's default_fields."""
     out = []
@@ -205,6 +246,18 @@ def dovecot_users(cfg: DmsConfig) -> str:
 def dovecot_masters(cfg: DmsConfig) -> str:
     """The masterdb dms makes from dovecot-masters.cf: `NAME:HASH` lines."""
     return "".join(f"{name}:{password}\n" for name, password in cfg.masters)
+
+
+def dovecot_local(data: bytes | None, dms_dir: Path) -> str:
+    """dms's `dovecot.cf` as its container would load it, with the config folder's
+    container path mapped to where the sandbox finds it."""
+    if data is None:
+        return "# no dovecot.cf in the dms config folder\n"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RenderError(f"{DOVECOT_CF}: not UTF-8 ({exc.reason})") from None
+    return text.replace(CONTAINER_DIR + "/", f"{Path(dms_dir).absolute()}/")
 
 
 def postfix_maps(cfg: DmsConfig, implicit_self_aliases: bool = False) -> dict[str, str]:
@@ -282,6 +335,7 @@ def render(
     *,
     implicit_self_aliases: bool = False,
     users_gid: int = -1,
+    postfix_gid: int = -1,
 ) -> RenderResult:
     """Render all maps from `dms_dir` into `maps_dir`; only changed files are replaced."""
     raw = read_dms(dms_dir)
@@ -298,9 +352,19 @@ def render(
     if write_atomic(masters_path, dovecot_masters(cfg), mode=mode,
                     mtime=_dovecot_mtime(masters_path), gid=users_gid):
         changed.append(DOVECOT_MASTERS)
+    local = dovecot_local(raw.get(DOVECOT_CF), dms_dir)
+    if write_atomic(maps_dir / DOVECOT_LOCAL, local, mode=0o644):
+        changed.append(DOVECOT_LOCAL)
+    seen = hashlib.sha256(raw.get(APP_PASSWORDS_FILE) or b"").hexdigest() + "\n"
+    if write_atomic(maps_dir / APP_PASSWORDS_SEEN, seen, mode=0o600):
+        changed.append(APP_PASSWORDS_SEEN)
     backdated = time.time() - _POSTFIX_BACKDATE_S
-    for name, text in postfix_maps(cfg, implicit_self_aliases).items():
-        if write_atomic(maps_dir / name, text, mtime=backdated):
+    relay = relay_maps(raw)
+    for name, text in {**postfix_maps(cfg, implicit_self_aliases), **relay}.items():
+        secret = name == POSTFIX_RELAY_SASL  # passwords: readable by Postfix's smtp only
+        if write_atomic(maps_dir / name, text, mtime=backdated,
+                        mode=(0o640 if postfix_gid != -1 else 0o600) if secret else 0o644,
+                        gid=postfix_gid if secret else -1):
             changed.append(name)
     return RenderResult(
         digest=dms_digest(raw),

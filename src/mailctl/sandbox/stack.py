@@ -27,6 +27,8 @@ from pathlib import Path
 from mailctl.sandbox import daemons, procs
 from mailctl.sandbox.daemons import Ids, Layout
 from mailctl.sandbox.render import (
+    APP_PASSWORDS_SEEN,
+    DOVECOT_LOCAL,
     DOVECOT_MASTERS,
     DOVECOT_USERS,
     RenderError,
@@ -221,10 +223,10 @@ class Sandbox:
                 raise SandboxError(f"{name} port {self.host}:{port} is not available ({why}); "
                                    "choose other ports")
 
-    def _render(self, info_users_gid: int, implicit: bool) -> RenderResult:
+    def _render(self, info_users_gid: int, implicit: bool, postfix_gid: int = -1) -> RenderResult:
         try:
             result = render(self.dms_dir, self.lay.maps, implicit_self_aliases=implicit,
-                            users_gid=info_users_gid)
+                            users_gid=info_users_gid, postfix_gid=postfix_gid)
         except RenderError as exc:
             raise SandboxError(str(exc)) from None
         for warning in result.warnings:
@@ -237,7 +239,7 @@ class Sandbox:
         ids = Ids.resolve(self.with_postfix)
         daemons.prepare_dirs(self.lay, ids, self.with_postfix)
         ca_file = daemons.ensure_cert(self.lay, self.host)
-        result = self._render(ids.users_gid, self.implicit_self_aliases)
+        result = self._render(ids.users_gid, self.implicit_self_aliases, ids.postfix_gid)
         info = SandboxInfo(
             state_dir=self.state_dir, dms_dir=self.dms_dir, host=self.host, ports=ports,
             ca_file=ca_file, lmtp_socket=self.lay.run / "lmtp", log_dir=self.lay.logs,
@@ -292,7 +294,8 @@ class Sandbox:
         procs.stop_masters(masters, STOP_TIMEOUT, log.warning)
 
     def _reload_locked(self, info: SandboxInfo, force: bool) -> None:
-        result = self._render(Ids.resolve(info.postfix).users_gid, info.implicit_self_aliases)
+        ids = Ids.resolve(info.postfix)
+        result = self._render(ids.users_gid, info.implicit_self_aliases, ids.postfix_gid)
         postfix_maps = any(name.startswith("postfix-") for name in result.changed)
         pf = self._postfix_pid(info) if info.postfix else None
         dc = self._dovecot_pid(info)
@@ -303,7 +306,8 @@ class Sandbox:
             # sent right now could still meet an old cleanup/smtpd.
             old += procs.children(pf)
             os.kill(pf, signal.SIGHUP)
-        if dc and (force or DOVECOT_USERS in result.changed or DOVECOT_MASTERS in result.changed):
+        dovecot_inputs = {DOVECOT_USERS, DOVECOT_LOCAL, APP_PASSWORDS_SEEN, DOVECOT_MASTERS}
+        if dc and (force or dovecot_inputs & set(result.changed)):
             # An auth process re-checks the passwd-file at most once a second
             # (db-passwd-file.c), so only a fresh auth process is sure to see it.
             old += [c for c in procs.children(dc) if _is_auth(procs.cmdline(c.pid))]

@@ -44,9 +44,10 @@ from typing import TYPE_CHECKING, Any
 
 from mailctl.sync.endpoint import parse_endpoint, read_password
 from mailctl.sync.engine import SETTLE_AFTER, SETTLE_QUIET
-from mailctl.sync.files import load_yaml, private_dir, private_file
+from mailctl.sync.files import load_yaml
 from mailctl.sync.imapwire import ImapError, close_gracefully, reset_when_dropped
 from mailctl.sync.model import SyncError, UsageError
+from mailctl.util.private import private_dir, private_file
 
 if TYPE_CHECKING:
     from mailctl.sync.imapstore import ImapStore

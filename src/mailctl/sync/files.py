@@ -12,7 +12,7 @@ mailctl creates 0700, because a sync state names accounts, folders and message
 hashes. SQLite gives a database's -wal and -shm files the database file's mode.
 
 Standard library only, and no pathlib: this is on the lean path of a no-change
-backup (see runner.py). mailctl.util.atomic has the same ideas for Path users.
+backup (see runner.py). The 0600/0700 helpers live in mailctl.util.private.
 """
 
 from __future__ import annotations
@@ -114,31 +114,3 @@ def check_output_dir(path: str, what: str) -> None:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"{what} {path}: cannot create it in {parent} (expected a writable "
                          "parent directory)")
-
-
-def private_dir(path: str) -> None:
-    """Create `path` and any missing parents 0700 (existing directories are left alone:
-    they may be the user's, e.g. $XDG_STATE_HOME)."""
-    if os.path.isdir(path):
-        return
-    parent = os.path.dirname(os.path.abspath(path))
-    if parent != path:
-        private_dir(parent)
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        if not os.path.isdir(path):
-            raise
-    else:
-        os.chmod(path, 0o700)  # a umask may have taken some of the owner's own bits
-
-
-def private_file(path: str) -> None:
-    """Make sure `path` exists with mode 0600 before a database opens it (SQLite creates
-    its -wal and -shm files with the database file's mode)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        if stat.S_IMODE(os.fstat(fd).st_mode) != 0o600:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)

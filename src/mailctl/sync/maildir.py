@@ -107,7 +107,7 @@ class MaildirStore:
 
     def create(self, folder: str) -> None:
         """Folders are 0700 like the mail in them (0600): a backup is private."""
-        from mailctl.sync.files import private_dir
+        from mailctl.util.private import private_dir
 
         p = self.path(folder)
         for sub in ("cur", "new", "tmp"):

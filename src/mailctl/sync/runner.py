@@ -15,9 +15,10 @@ from contextlib import contextmanager, nullcontext
 
 from mailctl.secret import Secret
 from mailctl.sync.endpoint import Endpoint, parse_endpoint, read_password
-from mailctl.sync.files import check_output_dir, private_dir, read_text
+from mailctl.sync.files import check_output_dir, read_text
 from mailctl.sync.model import SyncError, UsageError
 from mailctl.sync.stores import open_store
+from mailctl.util.private import private_dir
 
 # `typing` only for the type checker: it costs ~5 ms of a no-change run's start-up.
 TYPE_CHECKING = False

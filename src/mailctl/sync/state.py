@@ -70,7 +70,7 @@ class State:
         and missing directories are created private (0600, 0700; see files.py)."""
         self.path = os.fspath(path)
         if not dry_run:
-            from mailctl.sync.files import private_dir, private_file
+            from mailctl.util.private import private_dir, private_file
 
             private_dir(os.path.dirname(os.path.abspath(self.path)))
             private_file(self.path)  # before SQLite creates it (and -wal, -shm like it)

@@ -49,6 +49,9 @@ def read_bytes(path: Path, *, limit: int, what: str = "file") -> bytes:
         raise FileReadError(f"{what} {path} is a directory (expected a file)") from None
     except OSError as exc:
         raise FileReadError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except ValueError:  # a NUL byte in the name (a YAML "\0" escape)
+        raise FileReadError(f"{what} {str(path)!r} is not a usable file name "
+                            "(it contains a NUL byte)") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mailctl.model import Alias, DomainState, Forward, Kind, Mailbox, domain_of
 from mailctl.providers.base import (
     DOVECOT_QUOTA,
+    AppPassword,
     Capabilities,
     ErrorKind,
     Provider,
@@ -26,6 +27,7 @@ from mailctl.providers.base import (
 from mailctl.providers.dms import files as F
 from mailctl.providers.dms.hashing import DEFAULT_ROUNDS, FAST_ROUNDS, hash_many
 from mailctl.provision.changes import Action, Change, Outcome, Status
+from mailctl.secret import Secret
 from mailctl.util.atomic import atomic_write, locked, remove_stale_temps
 
 LOCK_NAME = ".mailctl.lock"
@@ -107,6 +109,7 @@ class DmsProvider(Provider):
     capabilities: ClassVar[Capabilities] = Capabilities(
         display_name=False, spam=False, quota=True, forwards=True, catch_all=True,
         quota_limits=DOVECOT_QUOTA,
+        set_password=True, app_passwords=True,
     )
     settings_model = DmsSettings
 
@@ -314,3 +317,43 @@ class DmsProvider(Provider):
             # The files are written and valid for docker-mailserver; only the local
             # sandbox could not take them. Say so without failing the apply.
             log.warning("the sandbox serving %s did not reload: %s", directory, exc)
+
+    # -- self-service (passwords, app passwords: providers/dms/selfservice.py) ----------
+
+    def _self_service(self, address: str, action: Any) -> Any:
+        from mailctl.providers.dms import selfservice
+
+        directory = self._require_dir()
+        try:
+            with locked(directory / LOCK_NAME, timeout=self.settings.lock_timeout):
+                result = action(selfservice, directory)
+        except selfservice.NoSuchMailbox:
+            raise ProviderError(ErrorKind.NOT_FOUND, "mailbox does not exist",
+                                provider=self.name, obj=address) from None
+        except TimeoutError as exc:
+            raise ProviderError(ErrorKind.UNAVAILABLE, str(exc), provider=self.name,
+                                retryable=True) from None
+        except OSError as exc:
+            raise ProviderError(ErrorKind.UNAVAILABLE, f"cannot write {directory}: "
+                                f"{exc.strerror}", provider=self.name) from None
+        self._notify(directory)
+        return result
+
+    def set_password(self, address: str, password: Secret) -> None:
+        self._self_service(address, lambda m, d: m.set_password(d, address, password))
+
+    def list_app_passwords(self, address: str) -> list[AppPassword]:
+        from mailctl.providers.dms import selfservice
+
+        return selfservice.list_app_passwords(self._require_dir(), address)
+
+    def add_app_password(self, address: str, name: str) -> tuple[AppPassword, Secret]:
+        result: tuple[AppPassword, Secret] = self._self_service(
+            address, lambda m, d: m.add_app_password(d, address, name))
+        return result
+
+    def revoke_app_password(self, address: str, app_id: str) -> None:
+        if not self._self_service(address,
+                                  lambda m, d: m.revoke_app_password(d, address, app_id)):
+            raise ProviderError(ErrorKind.NOT_FOUND, f"no app password {app_id}",
+                                provider=self.name, obj=address)

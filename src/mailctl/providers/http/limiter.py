@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mailctl.util.atomic import atomic_write
+from mailctl.util.private import private_dir
 
 
 def state_path(kind: str, identity: str) -> Path:
@@ -124,8 +125,5 @@ class RateLimiter:
             self._expire(time.time())
             data = {"done": list(self._done), "paused_until": self._paused_until}
         with self._save_lock, contextlib.suppress(OSError):  # a lost state only costs caution
-            ours = self.state_file.parent
-            ours.parent.parent.mkdir(parents=True, exist_ok=True)  # the cache dir: not ours
-            for d in (ours.parent, ours):  # mailctl/ and mailctl/ratelimit/ are
-                d.mkdir(mode=0o700, exist_ok=True)
+            private_dir(self.state_file.parent)
             atomic_write(self.state_file, json.dumps(data), 0o600)

@@ -48,6 +48,7 @@ from mailctl.providers.http import (
     state_path,
 )
 from mailctl.providers.migadu import codec
+from mailctl.secret import Secret
 
 
 class MigaduSettings(HttpSettings):
@@ -89,6 +90,7 @@ class MigaduProvider(HttpProvider):
         display_name=True, spam=True, external_destinations=True, domains=False,
         forward_only=False, send_receive=True, protocol_access=True, address_lists=True,
         autoresponder=True, footer=True, invitation=True, identities=True, rewrites=True,
+        set_password=True,  # Migadu has no app passwords (identities are addresses)
     )
     settings_model = MigaduSettings
     default_rate_limit = RateLimit(requests=60, per_seconds=120, backoff_seconds=120)
@@ -344,3 +346,10 @@ class MigaduProvider(HttpProvider):
             path = self._path(kind, key)
         # A 500 here may still mean "deleted" [report]: delete_checked re-reads on failure.
         self.http.request("DELETE", path, obj=key, idempotent=False)
+
+    # -- self-service: the password only ---------------------------------------------
+
+    def set_password(self, address: str, password: Secret) -> None:
+        """PUT is partial: only the (write-only, plaintext) password is sent."""
+        self.http.request("PUT", self._mbox(address), json={"password": password.reveal()},
+                          obj=address, idempotent=True)

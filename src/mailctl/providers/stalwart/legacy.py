@@ -33,8 +33,10 @@ from mailctl.model import (
     normalise_address,
     normalise_domain,
 )
-from mailctl.providers.base import ErrorKind, ProviderError, norm_addresses
+from mailctl.providers.base import AppPassword, ErrorKind, ProviderError, norm_addresses
+from mailctl.providers.dms.hashing import FAST_ROUNDS, sha512_crypt
 from mailctl.providers.http import HttpClient, decode
+from mailctl.secret import Secret, generate_password
 
 _ERRORS = {
     "fieldAlreadyExists": ErrorKind.CONFLICT, "notFound": ErrorKind.NOT_FOUND,
@@ -229,3 +231,65 @@ class LegacyApi:
         with self._lock:
             name = self._names.get(key, key)
         self._call("DELETE", self._principal_path(name), key, idempotent=True)
+
+    # -- self-service (0.15.5 http/management/principal.rs, directory/.../manage.rs) -----
+
+    def _principal(self, address: str) -> tuple[str, dict[str, Any]]:
+        with self._lock:
+            name = self._names.get(address)
+        if name is None:
+            self.read([address.rpartition("@")[2]])
+            with self._lock:
+                name = self._names.get(address, address)
+        data = self._call("GET", self._principal_path(name), address)
+        if not isinstance(data, dict):
+            raise self.p.error(ErrorKind.NOT_FOUND, "mailbox does not exist", address)
+        return name, data
+
+    def _patch(self, name: str, address: str, ops: list[dict[str, Any]]) -> None:
+        self._call("PATCH", self._principal_path(name), address, json=ops, idempotent=True)
+
+    def set_password(self, address: str, password: Secret) -> None:
+        """`addItem` replaces the password and keeps app passwords; `set` would drop them."""
+        name, _ = self._principal(address)
+        hashed = crypt_secret(sha512_crypt(password.reveal()))
+        self._patch(name, address, [{"action": "addItem", "field": "secrets",
+                                     "value": hashed}])
+
+    def list_app_passwords(self, address: str) -> list[AppPassword]:
+        _, data = self._principal(address)
+        out = []
+        for secret in data.get("secrets") or []:
+            if isinstance(secret, str) and secret.startswith("$app$"):
+                app_name = secret[5:].partition("$")[0]
+                out.append(AppPassword(app_name, app_name, None, None))
+        return out
+
+    def add_app_password(self, address: str, name: str) -> tuple[AppPassword, Secret]:
+        """Stored as `$app$NAME$HASH`; the name is the id (it may not hold a `$`)."""
+        if "$" in name:
+            raise self.p.error(ErrorKind.INVALID, "a Stalwart app password name cannot hold "
+                               "'$'", address)
+        principal, data = self._principal(address)
+        if any(str(s).startswith(f"$app${name}$") for s in data.get("secrets") or []):
+            raise self.p.error(ErrorKind.CONFLICT, f"an app password named {name!r} exists; "
+                               "choose another name", address)
+        secret = generate_password(32)
+        hashed = crypt_secret(sha512_crypt(secret.reveal(), FAST_ROUNDS))
+        self._patch(principal, address, [{"action": "addItem", "field": "secrets",
+                                          "value": f"$app${name}${hashed}"}])
+        return AppPassword(name, name, None, None), secret
+
+    def revoke_app_password(self, address: str, app_id: str) -> None:
+        """removeItem matches by prefix: the trailing `$` keeps `Phone` from taking `Phone2`."""
+        principal, _ = self._principal(address)
+        self._patch(principal, address, [{"action": "removeItem", "field": "secrets",
+                                          "value": f"$app${app_id}$"}])
+
+    def usage(self, addresses: Sequence[str]) -> dict[str, int | None]:
+        out: dict[str, int | None] = {}
+        for address in addresses:
+            _, data = self._principal(address)
+            used = data.get("usedQuota")
+            out[address] = used if isinstance(used, int) else None
+        return out
