@@ -149,9 +149,9 @@ def backup_domain(config: Config, domain: str, dest: Path, access: Access, *,
     from mailctl.domain.keys import export_keys
     from mailctl.providers.base import ProviderError
     from mailctl.sync.engine import Options
-    from mailctl.sync.files import private_dir
     from mailctl.sync.maildir import MaildirStore
     from mailctl.util.atomic import atomic_write, locked
+    from mailctl.util.private import private_dir
 
     t0 = time.monotonic()
     provider = config.desired.provider_of[domain]

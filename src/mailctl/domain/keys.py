@@ -41,8 +41,8 @@ def _key_files(root: Path, domain: str) -> list[Path]:
 def export_keys(config: Config, provider: str, domain: str, dest: Path) -> list[str]:
     """Copy the domain's key files into `dest` (0600); their paths relative to dest's
     parent, for the manifest."""
-    from mailctl.sync.files import private_dir
     from mailctl.util.atomic import atomic_write
+    from mailctl.util.private import private_dir
 
     root = _dms_dir(config, provider)
     if root is None:

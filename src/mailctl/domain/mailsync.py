@@ -85,8 +85,8 @@ class Progress:
 
 def locked_state(path: str) -> Any:
     """flock beside a mailbox's state: two runs never sync one mailbox at once."""
-    from mailctl.sync.files import private_dir
     from mailctl.sync.runner import _locked
+    from mailctl.util.private import private_dir
 
     private_dir(os.path.dirname(os.path.abspath(path)))
     return _locked(path + ".lock")
