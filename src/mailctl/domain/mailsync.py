@@ -43,13 +43,14 @@ class MailboxResult:
     deleted: int = 0
     bytes: int = 0
     seconds: float = 0.0
+    reconnects: int = 0  # sessions lost and opened again during the run
     folders: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"address": self.address, "ok": self.ok, "error": self.error,
                 "copied": self.copied, "adopted": self.adopted, "flags": self.flags,
                 "deleted": self.deleted, "bytes": self.bytes,
-                "seconds": round(self.seconds, 3)}
+                "reconnects": self.reconnects, "seconds": round(self.seconds, 3)}
 
 
 class Progress:
@@ -92,6 +93,17 @@ def locked_state(path: str) -> Any:
     return _locked(path + ".lock")
 
 
+LOST = ("closed by the server", "connection lost", "Connection reset", "Broken pipe",
+        "timed out", "EOF occurred")
+RETRIES = 3  # sessions lost during one run (a token expiring, a restart) that are resumed
+
+
+def _lost(text: str) -> bool:
+    """The session went away (the server closed it: a token that expired, as Exchange
+    Online does with `BYE AccessTokenExpired`; a restart; the network): worth a new one."""
+    return any(w in text for w in LOST)
+
+
 def sync_one(address: str, open_src: Callable[[], Any], open_dst: Callable[[], Any],
              state_path: str, opts: Any, bind: tuple[str, str],
              progress: Progress | None = None,
@@ -99,60 +111,86 @@ def sync_one(address: str, open_src: Callable[[], Any], open_dst: Callable[[], A
              ) -> MailboxResult:
     """One mailbox: open both sides, lock and open its state, run the engine.
     `bind` names the pair the state belongs to (refused for any other pair);
-    `maps` (given both stores) sets the folder maps before the copy starts."""
+    `maps` (given both stores) sets the folder maps before the copy starts.
+
+    A session lost on the way is not the end of a long copy: both sides are opened
+    again (signing in anew: an OAuth2 token is refreshed then) and the engine resumes
+    from its state, up to RETRIES times. `res.reconnects` counts them."""
     from mailctl.sync import engine
+    from mailctl.sync.imapwire import ImapError
     from mailctl.sync.model import SyncError
     from mailctl.sync.state import State
 
     res = MailboxResult(address)
     t0 = time.monotonic()
-    src = dst = None
+    seen: dict[str, int] = {}
+
+    def folder_step(folder: str, done: int, total: int) -> None:
+        # the engine counts each folder from 0 (and again after a reconnect): increments
+        prev = seen.get(folder, 0)
+        seen[folder] = done
+        if progress is not None and done > prev:
+            progress.add(address, done - prev)
+
     try:
-        src, dst = open_src(), open_dst()
         with locked_state(state_path):
             state = State(state_path)
             try:
                 problem = state.check_endpoints(*bind)
                 if problem:
                     raise MailctlError(f"sync state {problem}")
-                if maps is not None:
-                    opts.maps = maps(src, dst)
-                seen: dict[str, int] = {}
-
-                def folder_step(folder: str, done: int, total: int) -> None:
-                    # the engine counts each folder from 0: add the increments
-                    prev = seen.get(folder, 0)
-                    seen[folder] = done
-                    if progress is not None and done > prev:
-                        progress.add(address, done - prev)
-
-                report = engine.run(src, dst, state, opts, folder_step)
+                for attempt in range(RETRIES + 1):
+                    seen.clear()
+                    src = dst = None
+                    try:
+                        src, dst = open_src(), open_dst()
+                        if maps is not None:
+                            opts.maps = maps(src, dst)
+                        report = engine.run(src, dst, state, opts, folder_step)
+                    except (ImapError, SyncError, OSError) as exc:
+                        if attempt < RETRIES and _lost(str(exc)):
+                            res.reconnects += 1
+                            continue
+                        raise
+                    finally:
+                        for store in (src, dst):
+                            if store is not None:
+                                with contextlib.suppress(OSError, ImapError):
+                                    store.close()
+                    errors = [f"{f.src}: {f.error}" for f in report.folders if f.error]
+                    if errors and attempt < RETRIES and any(_lost(e) for e in errors):
+                        res.reconnects += 1
+                        _add(res, report)
+                        continue
+                    break
             finally:
                 state.close()
-        res.copied, res.adopted = report.total("copied"), report.total("adopted")
-        res.flags, res.deleted = report.total("flags"), report.total("deleted")
-        res.bytes = report.total("bytes")
+        _add(res, report)
         res.folders = [f.as_dict() for f in report.folders]
         errors = [f"{f.src}: {f.error}" for f in report.folders if f.error]
         if errors:
             res.ok, res.error = False, "; ".join(errors)[:500]
     except TimeoutError:
         res.ok, res.error = False, "another run is working on this mailbox"
-    except (SyncError, MailctlError, OSError) as exc:
+    except (SyncError, MailctlError, OSError, ImapError) as exc:
         from mailctl.secret import scrub
 
         res.ok = False
-        res.error = scrub(str(exc) if not isinstance(exc, OSError) else
-                          f"{exc.strerror or exc}: {exc.filename or ''}")[:500]
+        res.error = scrub(f"{exc.strerror or exc}: {exc.filename or ''}"
+                          if isinstance(exc, OSError) else str(exc))[:500]
     finally:
-        for s in (src, dst):
-            if s is not None:
-                with contextlib.suppress(OSError):
-                    s.close()
         res.seconds = time.monotonic() - t0
         if progress is not None:
             progress.finished(address)
     return res
+
+
+def _add(res: MailboxResult, report: Any) -> None:
+    res.copied += report.total("copied")
+    res.adopted += report.total("adopted")
+    res.flags += report.total("flags")
+    res.deleted += report.total("deleted")
+    res.bytes += report.total("bytes")
 
 
 def run_all(addresses: Iterable[str], one: Callable[[str], MailboxResult], jobs: int
