@@ -45,7 +45,7 @@ def test_master_user_in_both_login_forms(fresh_mailstack: MailStack) -> None:
 
 def test_masters_file_is_checked(tmp_path: Path) -> None:
     (tmp_path / "dovecot-masters.cf").write_text("admin@example.test|{SHA512-CRYPT}$6$x\n")
-    with pytest.raises(RenderError, match="dovecot-masters.cf:1: expected NAME"):
+    with pytest.raises(RenderError, match=r"dovecot-masters\.cf:1: expected NAME"):
         parse_dms(read_dms(tmp_path))
     (tmp_path / "dovecot-masters.cf").write_text("# comment\nadmin|{SHA512-CRYPT}$6$x\n"
                                                  "admin|{SHA512-CRYPT}$6$y\n")

@@ -16,7 +16,7 @@ import pytest
 
 from mailctl.sandbox import OAuth2Passdb
 from mailctl.secret import Secret
-from tests.domain.conftest import content, fill_user, wait_until
+from tests.domain.conftest import content, fill_user
 from tests.fixtures.cli import run_cli, write_config
 from tests.fixtures.mailstack import MailStack, unique_domain
 from tests.fixtures.oidc import OidcProvider
