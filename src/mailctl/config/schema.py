@@ -158,8 +158,9 @@ class DomainConfig(Strict):
     # The local store of a domain another provider receives for (docs/domain.md):
     # every mailbox is created there too, and `mailctl fetch --domain` pulls into it.
     mirror: str | None = None
-    # Where `apply --prune` backs up a mailbox's mail before deleting it (relative to
-    # the config) [default: backups/<domain>].
+    # Where `apply --prune` backs up a mailbox's mail before deleting it, one domain
+    # backup per provider below it (relative to the config) [default:
+    # $XDG_STATE_HOME/mailctl/backups/<domain>; domain/prune.py].
     backup: str | None = None
 
     @field_validator("quota", mode="before")

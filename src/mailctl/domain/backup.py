@@ -144,8 +144,10 @@ def read_manifest(root: Path) -> dict[str, Any]:
 
 def backup_domain(config: Config, domain: str, dest: Path, access: Access, *,
                   mailboxes: list[str] | None = None, jobs: int = 4,
-                  progress: Progress | None = None) -> BackupResult:
-    """Back up `domain` from its provider into `dest` (see the module docstring)."""
+                  progress: Progress | None = None, provider: str | None = None
+                  ) -> BackupResult:
+    """Back up `domain` from its provider (or `provider`: a domain's mirror) into `dest`
+    (see the module docstring)."""
     from mailctl.domain.keys import export_keys
     from mailctl.providers.base import ProviderError
     from mailctl.sync.engine import Options
@@ -154,7 +156,7 @@ def backup_domain(config: Config, domain: str, dest: Path, access: Access, *,
     from mailctl.util.private import private_dir
 
     t0 = time.monotonic()
-    provider = config.desired.provider_of[domain]
+    provider = provider or config.desired.provider_of[domain]
     try:
         state = config.provider(provider).read([domain])[domain]
     except ProviderError as exc:

@@ -16,7 +16,7 @@ Two additions to mailctl.yaml (docs/domain.md):
       example.org:
         provider: hosted      # receives and filters
         mirror: local         # stores: every mailbox is created on both; `fetch` pulls
-        backup: backups/example.org   # where `apply --prune` saves a mailbox before deleting
+        backup: backups/example.org   # `apply --prune` backs a mailbox up here first
 
 Only pydantic is imported: the config loader validates this on every command.
 Secret references stay references here; they are resolved by the commands that
