@@ -93,10 +93,56 @@ def test_one_line_adds_a_person_on_both_sides_and_fetch_brings_the_mail(
     assert count_messages(local.info, alice, pws[alice], m3) == 1
     assert site.run("status").code == 0  # both sides as declared
 
-    # nothing new: nothing delivered again
+    # nothing new: nothing delivered again, and the hosted side keeps its copies
     r = site.run("fetch", "--domain", dom, "--once", "--json")
     assert r.code == 0 and all(a["delivered"] == 0
                                for a in json.loads(r.out.splitlines()[-1])["accounts"])
+    assert count_messages(hosted.info, alice, pws[alice], m1) == 1
+
+    # a delivery left in doubt by a kill -9 (the journal has the intent, not the record):
+    # the mirror's mailbox is asked, the message is recognised, not delivered twice
+    import sqlite3
+
+    journal = sqlite3.connect(db)
+    with journal:
+        rows = journal.execute("SELECT account, folder, uv, uid FROM delivered "
+                               "WHERE account LIKE ?", (f"%{carol}%",)).fetchall()
+        assert len(rows) == 1
+        journal.execute("DELETE FROM delivered WHERE account LIKE ?", (f"%{carol}%",))
+        journal.execute("INSERT INTO intents VALUES (?,?,?,?,?)", (*rows[0], 0.0))
+    journal.close()
+    r = site.run("fetch", "--domain", dom, "--once", "--json")
+    assert r.code == 0, r.all
+    rep = {a["to"]: a for a in json.loads(r.out.splitlines()[-1])["accounts"]}
+    assert rep[carol]["recovered"] == 1 and rep[carol]["delivered"] == 0
+    assert count_messages(local.info, carol, pws[carol], m2) == 1
+
+
+def test_a_password_reference_in_the_yaml_and_a_mailbox_without_credentials(
+        two_stacks: tuple[MailStack, MailStack], tmp_path: Path) -> None:
+    hosted, local = two_stacks
+    site = _site(tmp_path, hosted, local)
+    site.env["DAVE_PW"] = "dave-Secret-pw-0815-long-enough-xx"
+    cfg = site.path / "mailctl.yaml"
+    cfg.write_text(cfg.read_text() + "      - local_part: dave\n"
+                   "        password: ${env:DAVE_PW}\n")
+    assert site.run("apply", "--secrets-out", "secrets.tsv").code == 0
+    dave = f"dave@{site.domain}"
+    assert dave not in site.passwords()  # declared, not generated
+    m = _send(hosted, dave)
+    r = site.run("fetch", "-d", site.domain, "--once", "--state", tmp_path / "j.db")
+    assert r.code == 0, r.all
+    assert count_messages(local.info, dave, site.env["DAVE_PW"], m) == 1
+    assert site.env["DAVE_PW"] not in r.all
+
+    # bob's line in the secrets file is lost: fetch names him and changes nothing
+    secrets = site.path / "secrets.tsv"
+    secrets.write_text("".join(ln + "\n" for ln in secrets.read_text().splitlines()
+                               if not ln.startswith("bob@")))
+    r = site.run("fetch", "-d", site.domain, "--once", "--state", tmp_path / "j2.db")
+    assert r.code == 1, r.all
+    assert f"no way to sign in to bob@{site.domain}" in r.err and "Traceback" not in r.all
+    assert not (tmp_path / "j2.db").exists()
 
 
 def test_master_sign_in_and_mistakes(two_stacks: tuple[MailStack, MailStack],
