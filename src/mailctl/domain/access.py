@@ -227,7 +227,7 @@ def access_for(config: Config, provider: str, overrides: Overrides | None = None
         raise MailAccessError(
             f"no mail_access for provider {provider!r} in {config.path} (expected "
             f"mail_access: {{{provider}: {{imap: imaps://HOST, auth: master|passwords|"
-            "oauth2}}}}, or --imap URL)")
+            "oauth2}}, or --imap URL)")
     host, port, tls = _parse_imap(imap, "--imap" if o.imap else f"{where}.imap")
     kind = o.auth or (acc.auth if acc else "passwords")
     ca = o.ca_file or (str(config.base_dir / acc.ca_file) if acc and acc.ca_file else None)
