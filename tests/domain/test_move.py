@@ -172,7 +172,7 @@ def test_complete_move_with_mail_during_cutover(two_stacks: tuple[MailStack, Mai
     assert "\\Flagged" in str(fdata[0])
     _, lst = c.list()
     c.logout()
-    assert not [x for x in lst if b"Sent Messages" in x], lst  # mapped into Sent
+    assert not [x for x in lst if "Sent Messages" in str(x)], lst  # mapped into Sent
 
     r = site.run("move", "finish")
     assert r.code == 4 and "--now" in r.err, r.all

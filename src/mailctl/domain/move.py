@@ -27,6 +27,7 @@ The per-mailbox work is plain methods (`presync_one`, `delta_one`,
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -234,8 +235,6 @@ class Move:
         target, so a message found in another of its folders (moved there) or with other
         flags is reported, not a failure; a source message whose content is nowhere in
         the target mailbox, or with another date, is."""
-        from collections import Counter
-
         from mailctl.sync.engine import Options
         from mailctl.sync.imapwire import ImapError
         from mailctl.sync.model import SyncError
@@ -253,7 +252,8 @@ class Move:
             try:
                 rep = verify(src, dst, Options(maps=self._maps(src, dst)), allow_extra=True)
                 moved = sum(f.missing for f in rep.folders)
-                lost = sum((hashes(src) - hashes(dst)).values()) if moved else 0
+                gone = hashes(src) - hashes(dst) if moved else Counter()
+                lost = sum((gone - self._copied(address)).values()) if gone else 0
             finally:
                 src.close()
                 dst.close()
@@ -262,7 +262,8 @@ class Move:
             dates = sum(f.date_mismatch for f in rep.folders)
             out = {"ok": not lost and not dates and not errors,
                    "messages": sum(f.src_count for f in rep.folders), "missing": lost,
-                   "elsewhere": moved - lost,
+                   "removed_at_target": sum(gone.values()) - lost,
+                   "elsewhere": moved - sum(gone.values()),
                    "flag_mismatch": sum(f.flag_mismatch for f in rep.folders),
                    "date_mismatch": dates, "extra": sum(f.extra for f in rep.folders),
                    "errors": errors}
@@ -271,6 +272,23 @@ class Move:
 
             out = {"ok": False, "error": scrub(str(exc))[:500]}
         self.project.record(address, "verify", out)
+        return out
+
+    def _copied(self, address: str) -> Counter[str]:
+        """Content hashes of the messages the sync state says were copied (or found) at
+        the target: one that is not there any more was removed there after the copy."""
+        from mailctl.sync.state import State
+
+        path = self.project.sync_state(address)
+        out: Counter[str] = Counter()
+        if not path.exists():
+            return out
+        state = State(str(path), dry_run=True)  # a read-only copy: nothing written
+        try:
+            for name in state.folders():
+                out.update(p.hash for p in state.pairs(name).values())
+        finally:
+            state.close()
         return out
 
     def _all(self, step: str, one: Any) -> dict[str, Any]:
