@@ -90,6 +90,14 @@ def open_move(project_dir: Path, jobs: int = 4, progress: Any = None,
                 say=None if quiet else (lambda text: err(text)))
 
 
+def exclusive(root: Path, fn: Callable[[], T]) -> T:
+    """One `move run|finish|rollback` per project at a time (TimeoutError: exit 1)."""
+    from mailctl.util.atomic import locked
+
+    with locked(root / ".lock", timeout=0):
+        return fn()
+
+
 @app.command("start")
 def start(
     domain: Annotated[str, typer.Argument(metavar="DOMAIN", help="a domain declared in the "
@@ -247,8 +255,8 @@ def run_cmd(
     root = find_project(project)
     with progress_bar("move", not as_json) as prog:
         move = open_move(root, jobs, prog, quiet=as_json)
-        done = guarded(lambda: move.run(until, ttl_wait=not no_ttl_wait, resolver=resolver,
-                                        max_passes=max_passes))
+        done = guarded(lambda: exclusive(root, lambda: move.run(
+            until, ttl_wait=not no_ttl_wait, resolver=resolver, max_passes=max_passes)))
     from mailctl.domain.moveproject import status
 
     st = status(move.project)
@@ -298,7 +306,7 @@ def finish_cmd(
     _check_resolver(resolver)
     root = find_project(project)
     move = open_move(root, quiet=as_json)
-    guarded(lambda: move.finish(now=now, resolver=resolver))
+    guarded(lambda: exclusive(root, lambda: move.finish(now=now, resolver=resolver)))
     d = move.project.data
     if as_json:
         print(json.dumps({"ok": True, "report": str(move.project.path("report.json"))}))
@@ -319,7 +327,7 @@ def rollback_cmd(project: ProjectOpt = None, resolver: ResolverOpt = None,
     _check_resolver(resolver)
     root = find_project(project)
     move = open_move(root, quiet=as_json)
-    arrived = guarded(lambda: move.rollback(resolver=resolver))
+    arrived = guarded(lambda: exclusive(root, lambda: move.rollback(resolver=resolver)))
     if as_json:
         print(json.dumps({"ok": True, "arrived_at_target": arrived}, indent=2))
     else:
