@@ -17,7 +17,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 
-from tests.domain.conftest import MASTER_PW, make_site, master_login
+from tests.domain.conftest import MASTER_PW, access_block, enable_master, make_site, master_login
 from tests.domain.movesite import (
     USERS,
     body_count,
@@ -295,3 +295,36 @@ def test_kill_9_in_every_phase_then_run_completes_exactly(
         address = f"{user}@{dom}"
         _no_duplicates(new, address)
         _source_at_target(old, new, address)
+
+
+def test_what_the_target_cannot_store_is_listed_before_anything_is_touched(
+        mailstack_factory: object, tmp_path: Path) -> None:
+    stack = mailstack_factory()  # type: ignore[operator]
+    enable_master(stack)
+    site = make_site(
+        tmp_path, {"old": stack},
+        "    provider: old\n    catch_all: alice\n    mailboxes:\n"
+        "      - local_part: alice\n        quota: 1G\n      - local_part: bob\n",
+        access={"old": access_block("old", stack)})
+    text = (tmp_path / "mailctl.yaml").read_text().replace(
+        "mail_access:\n",
+        "mail_access:\n  hosted: {imap: 'imap://127.0.0.1:9', auth: passwords}\n")
+    text = text.replace("providers:\n", "providers:\n  hosted: {type: migadu, user: "
+                        f"admin@{site.domain}, api_key: \"${{env:MIGADU_KEY}}\"}}\n")
+    (tmp_path / "mailctl.yaml").write_text(text)
+    site.env["MIGADU_KEY"] = "k" * 16
+    assert site.run("apply").code == 0
+    project = tmp_path / f"move-{site.domain}"
+
+    r = site.run("move", "start", site.domain, "--to", "hosted")
+    assert r.code == 4, r.all
+    assert "catch_all" in r.err and "quota" in r.err and "--accept-losses" in r.err
+    assert not project.exists()
+
+    r = site.run("move", "start", site.domain, "--to", "hosted", "--accept-losses", "--json")
+    assert r.code == 0, r.all
+    lost = {x["field"]: x["value"] for x in json.loads(r.out)["not_moved"]}
+    assert lost == {"catch_all": "alice", "mailboxes[0].quota": "1G"}, lost
+    assert "catch_all" not in (project / "target.yaml").read_text()
+    r = site.run("move", "status")
+    assert r.code == 0 and "not moved: catch_all" in r.out, r.all

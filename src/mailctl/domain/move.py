@@ -16,12 +16,13 @@ Every phase is built from another capability (STYLE 2.4) and is idempotent, so
   After the cutover users work at the target: a pass never changes a flag,
   re-copies a message a user moved or deleted there, or copies anything twice
   (the per-mailbox state knows every message already copied).
-- verify: each mailbox with the sync engine's verify (counts, flags, internal
+- verify: a delta pass, then each mailbox with the sync engine's verify (counts, flags, internal
   dates, content hashes; the target may hold more: mail that arrived there).
 - keep: the source stays for N days; `move run` then runs another delta pass.
 
 The per-mailbox work is plain methods (`presync_one`, `delta_one`,
-`verify_one`: address -> result), so a job queue can run them elsewhere.
+`verify_one`, `settle_one`: address -> result), so a job queue can run them
+elsewhere.
 """
 
 from __future__ import annotations
@@ -419,8 +420,22 @@ class Move:
         self.project.mark("delta", passes=len(copied), copied=sum(copied),
                           quiet=copied[-1] == 0)
 
+    def settle_one(self, address: str) -> dict[str, Any]:
+        """A delta pass, then verify; again (up to 3 times) while messages are missing:
+        mail keeps arriving at the source after the delta phase (stale resolvers), and
+        a message that came in between the two is not a difference."""
+        out: dict[str, Any] = {}
+        for _n in range(3):
+            res = self.delta_one(address)
+            if not res.ok:
+                return res.as_dict()
+            out = self.verify_one(address)
+            if not out.get("missing"):
+                break
+        return out
+
     def phase_verify(self, **_: Any) -> None:
-        self._all("verify", self.verify_one)
+        self._all("verify", self.settle_one)
         self.write_report("verified")
         self.project.mark("verify")
 
