@@ -328,3 +328,33 @@ def test_what_the_target_cannot_store_is_listed_before_anything_is_touched(
     assert "catch_all" not in (project / "target.yaml").read_text()
     r = site.run("move", "status")
     assert r.code == 0 and "not moved: catch_all" in r.out, r.all
+
+
+def test_dns_by_hand_prints_the_records_and_waits_until_a_resolver_sees_them(
+        two_stacks: tuple[MailStack, MailStack], dns_lab: DnsLab, tmp_path: Path) -> None:
+    old, new = two_stacks
+    site = make_move_site(tmp_path, old, new, dns_lab, per_user=5)
+    dom = site.domain
+    cfg = tmp_path / "mailctl.yaml"
+    cfg.write_text(cfg.read_text().replace("dns: {host: knot, ", "dns: {"))  # not managed
+    assert site.run("move", "start", dom, "--to", "new", "--mx", f"mx.new.{dom}").code == 0
+    # the TTL is read at the zone's authoritative server (the lab's answers on its own port)
+    res = ("--resolver", dns_lab.authoritative)
+
+    r = site.run("move", "run", "--until", "lower-ttl", *res)
+    assert r.code == 4, r.all
+    assert f"{dom}. 300 IN MX 10 mx.old.{dom}." in r.err
+    st = json.loads(site.run("move", "status", "--json").out)
+    assert st["phase"] == "presync" and "300 IN MX" in st["blocked"]
+    dns_lab.publish(dom, f"@ 300 MX 10 mx.old.{dom}.")  # the operator's edit
+    r = site.run("move", "run", "--until", "lower-ttl", *res)
+    assert r.code == 0, r.all
+    assert json.loads(site.run("move", "status", "--json").out)["blocked"] is None
+
+    res = ("--resolver", dns_lab.resolver)  # a recursive resolver for the MX switch
+    r = site.run("move", "run", "--until", "cutover", "--no-ttl-wait", *res)
+    assert r.code == 4 and f"IN MX 10 mx.new.{dom}." in r.err, r.all
+    dns_lab.publish(dom, f"@ 300 MX 10 mx.new.{dom}.")
+    r = site.run("move", "run", "--until", "cutover", "--no-ttl-wait", *res)
+    assert r.code == 0, r.all
+    assert json.loads(site.run("move", "status", "--json").out)["phase"] == "cutover"

@@ -95,7 +95,7 @@ def _by_hand(config: Config, domain: str, step: str, ttl: int | None,
     want = expected(config, domain, ttl)
     mx = sorted(v.split()[1].rstrip(".").lower() for n, t, v, _ in want if t == "MX")
     limit = max((x for _, t, _, x in want if t == "MX"), default=3600)
-    seen, got = _mx_seen(domain, resolver)
+    seen, got = _mx_seen(domain, resolver, need_ttl=step == "lower-ttl")
     if seen is not None and sorted(seen) == mx and (step != "lower-ttl" or got <= limit):
         return {"dns": "by hand", "changes": 0}
     lines = "\n".join(f"  {n}. {x} IN {t} {v}" for n, t, v, x in want)
@@ -105,24 +105,65 @@ def _by_hand(config: Config, domain: str, step: str, ttl: int | None,
                   f"answers MX {now} with TTL {got} for now):\n{lines}")
 
 
-def _mx_seen(domain: str, resolver: str | None) -> tuple[list[str] | None, int]:
-    import dns.exception
+def _ask(server: tuple[str, int], name: str, rdtype: str) -> Any:
     import dns.message
     import dns.query
+    import dns.rdatatype
+
+    query = dns.message.make_query(name + ".", dns.rdatatype.from_text(rdtype))
+    return dns.query.udp(query, server[0], port=server[1], timeout=3)
+
+
+def _authoritative(domain: str, via: tuple[str, int]) -> tuple[str, int] | None:
+    """One of the zone's name servers (port 53), found through the resolver `via`: a
+    recursive resolver's TTL counts down from what it cached, so the TTL is read there."""
+    import dns.exception
+    import dns.rdatatype
+
+    labels = domain.split(".")
+    for i in range(len(labels) - 1):
+        try:
+            resp = _ask(via, ".".join(labels[i:]), "NS")
+            ns = [str(r.target).rstrip(".") for rr in resp.answer
+                  if rr.rdtype == dns.rdatatype.NS for r in rr]
+            if not ns:
+                continue
+            resp = _ask(via, ns[0], "A")
+            addrs = [r.address for rr in resp.answer if rr.rdtype == dns.rdatatype.A
+                     for r in rr]
+            return (addrs[0], 53) if addrs else None
+        except (dns.exception.DNSException, OSError):
+            return None
+    return None
+
+
+def _mx_seen(domain: str, resolver: str | None, need_ttl: bool = False
+             ) -> tuple[list[str] | None, int]:
+    """The MX hosts a resolver answers (None: no answer at all) and their TTL as the
+    zone's authoritative server gives it (the resolver's, when it is authoritative)."""
+    import dns.exception
+    import dns.flags
     import dns.rdatatype
 
     from mailctl.dns.resolver import parse_server, system_resolvers
 
     servers = [parse_server(resolver)] if resolver else system_resolvers()
-    query = dns.message.make_query(domain + ".", dns.rdatatype.MX)
-    for host, port in servers:
+    for server in servers:
         try:
-            resp = dns.query.udp(query, host, port=port, timeout=3)
+            resp = _ask(server, domain, "MX")
         except (dns.exception.DNSException, OSError):
             continue
+        hosts, ttl = [], 0
         for rrset in resp.answer:
             if rrset.rdtype == dns.rdatatype.MX:
-                return ([str(r.exchange).rstrip(".").lower() for r in rrset],
-                        int(rrset.ttl))
-        return [], 0
+                hosts = [str(r.exchange).rstrip(".").lower() for r in rrset]
+                ttl = int(rrset.ttl)
+        if need_ttl and hosts and not resp.flags & dns.flags.AA:
+            auth = _authoritative(domain, server)
+            try:
+                ttl = max((int(rr.ttl) for rr in _ask(auth, domain, "MX").answer
+                           if rr.rdtype == dns.rdatatype.MX), default=ttl) if auth else 1 << 30
+            except (dns.exception.DNSException, OSError):
+                ttl = 1 << 30  # not known: not seen yet
+        return hosts, ttl
     return None, 0
