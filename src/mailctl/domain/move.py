@@ -142,13 +142,18 @@ def start(config: Config, domain: str, target: str, root: Path, *, mx: list[str]
     failures = src.check(addresses, jobs * 2)
     if failures:
         raise SignInError(source, failures)
+    from mailctl.util.private import private_dir
+
+    # the files first, the state last: a start killed half-way leaves no move.json,
+    # so `move start` simply runs again
+    private_dir(root)
+    atomic_write(root / SOURCE, inventory, 0o600)
+    atomic_write(root / TARGET, text, 0o600)
     project = Project.create(root, {
         "domain": domain, "source": source, "target": target,
         "config": str(config.path.resolve()), "addresses": addresses, "ttl": ttl,
         "keep_days": keep_days, "maps": [list(m) for m in maps or []], "mx": list(mx or []),
         "losses": losses, "aliases": sorted(state.aliases)})
-    atomic_write(project.path(SOURCE), inventory, 0o600)
-    atomic_write(project.path(TARGET), text, 0o600)
     project.mark("inventory", mailboxes=len(addresses), aliases=len(state.aliases),
                  losses=len(losses))
     return project
