@@ -358,3 +358,19 @@ def test_dns_by_hand_prints_the_records_and_waits_until_a_resolver_sees_them(
     r = site.run("move", "run", "--until", "cutover", "--no-ttl-wait", *res)
     assert r.code == 0, r.all
     assert json.loads(site.run("move", "status", "--json").out)["phase"] == "cutover"
+
+
+def test_rollback_after_lowering_the_ttl_raises_it_again(
+        two_stacks: tuple[MailStack, MailStack], dns_lab: DnsLab, tmp_path: Path) -> None:
+    old, new = two_stacks
+    site = make_move_site(tmp_path, old, new, dns_lab, per_user=3)
+    dom = site.domain
+    assert site.run("move", "start", dom, "--to", "new", "--mx", f"mx.new.{dom}").code == 0
+    r = site.run("move", "run", "--until", "lower-ttl")
+    assert r.code == 0, r.all
+    assert dns_lab.ttl(dom, "MX") == 300
+    r = site.run("move", "status")
+    assert r.code == 0 and "next: cutover" in r.out and "alice@" in r.out, r.all
+    r = site.run("move", "rollback")
+    assert r.code == 0, r.all
+    assert dns_lab.ttl(dom, "MX") == 3600 and dns_lab.rrset(dom, "MX") == [f"10 mx.old.{dom}."]

@@ -388,6 +388,8 @@ class Move:
     def phase_lower_ttl(self, *, resolver: str | None = None, **_: Any) -> None:
         from mailctl.domain import movedns
 
+        self.project.data.setdefault("dns_touched", time.time())
+        self.project.save()
         info = movedns.publish(self, "lower-ttl", resolver)
         self.project.mark("lower-ttl", **info)
 
@@ -475,7 +477,7 @@ class Move:
             raise MoveError(f"the move has {self.project.ended.replace('-', ' ')} already "
                             "(a finished move is undone by moving back)")
         info: dict[str, Any] = {}
-        if self.project.data.get("cutover_started"):
+        if self.project.data.get("dns_touched"):  # a lowered TTL goes back up too
             info = movedns.publish(self, "rollback", resolver)
         arrived = {}
         if self.project.done("provision"):
