@@ -374,3 +374,49 @@ def test_rollback_after_lowering_the_ttl_raises_it_again(
     r = site.run("move", "rollback")
     assert r.code == 0, r.all
     assert dns_lab.ttl(dom, "MX") == 3600 and dns_lab.rrset(dom, "MX") == [f"10 mx.old.{dom}."]
+
+
+def test_move_to_a_hosted_provider_emulator(two_stacks: tuple[MailStack, MailStack],
+                                            dns_lab: DnsLab, tmp_path: Path) -> None:
+    """To Migadu (its API emulated; a sandbox stands in for its IMAP, where the
+    accounts exist as they would once the API created them)."""
+    from tests.emulators.migadu import MigaduEmulator
+    from tests.fixtures.mailstack import write_dms
+
+    old, new = two_stacks
+    site = make_move_site(tmp_path, old, new, dns_lab, per_user=40)
+    dom = site.domain
+    key = "migadu-api-key-abcdef0123456789"
+    with MigaduEmulator(f"admin@{dom}", key) as emu:
+        emu.add_domain(dom)
+        cfg = tmp_path / "mailctl.yaml"
+        text = cfg.read_text()
+        block = f"  new: {{type: dms, path: {new.dms_dir}}}\n"
+        assert block in text
+        cfg.write_text(text.replace(block, (
+            f"  new: {{type: migadu, url: '{emu.url}', user: 'admin@{dom}', "
+            "api_key: \"${env:MIGADU_KEY}\", timeout: 2, retry_backoff: 0.01}\n")))
+        site.env["MIGADU_KEY"] = key
+        write_dms(new.dms_dir, accounts={f"{u}@{dom}": "stand-in-pw-1" for u in USERS})
+        new.sandbox.reload()
+
+        r = site.run("move", "start", dom, "--to", "new", "--json")
+        assert r.code == 0, r.all
+        assert json.loads(r.out)["not_moved"] == []
+        r = site.run("move", "run", "--no-ttl-wait")
+        assert r.code == 0, r.all
+        assert set(emu.mailboxes) == {f"{u}@{dom}" for u in USERS}
+        assert {a for a in emu.aliases if a.startswith("team@")}
+        assert _key_not_leaked(key, r.all, tmp_path / f"move-{dom}")
+    assert dns_lab.rrset(dom, "MX") == ["10 aspmx1.migadu.com.", "20 aspmx2.migadu.com."]
+    st = json.loads(site.run("move", "status", "--json").out)
+    assert st["phase"] == "keep" and all(b["verified"] for b in st["mailboxes"])
+    for user in USERS:
+        _source_at_target(old, new, f"{user}@{dom}")
+        _no_duplicates(new, f"{user}@{dom}")
+
+
+def _key_not_leaked(key: str, output: str, project: Path) -> bool:
+    return key not in output and all(key not in p.read_text(errors="replace")
+                                     for p in project.rglob("*") if p.is_file()
+                                     and p.suffix != ".db")
