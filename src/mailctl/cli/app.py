@@ -18,6 +18,7 @@ from mailctl.cli import (
     console,
     dns,
     domain,
+    move,
     passwords,
     probe,
     provision,
@@ -91,6 +92,7 @@ app.add_typer(sandbox.app, name="sandbox", help="A real Dovecot + Postfix on loo
 app.add_typer(dns.app, name="dns", help="The records a mail domain needs, checked live.")
 app.add_typer(dns.dkim_app, name="dkim", help="DKIM keys for self-hosted domains.")
 app.add_typer(domain.app, name="domain", help="Back up and restore a whole mail domain.")
+move.register(app)
 probe.register(app)
 console.register(app)
 passwords.register(app)

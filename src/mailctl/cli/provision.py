@@ -176,7 +176,7 @@ def apply(
 ) -> None:
     """Make the provider match the YAML. Create-only by default.
 
-    A mailbox --prune deletes is backed up first (docs/domain.md), unless --no-backup."""
+    A mailbox --prune deletes is backed up first (docs/cli.md), unless --no-backup."""
     from mailctl.provision import render
     from mailctl.provision.changes import Action, Status
     from mailctl.provision.engine import execute
