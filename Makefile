@@ -96,8 +96,8 @@ demo-down: venv
 # Each benchmark prints ratios against its named peer, measured in the same run
 # (docs/benchmarks.md). Peers: docker-mailserver's setup loop, checkdmarc (own venv), octodns-sync,
 # mailadm (own venv), mbsync/offlineimap/dsync, a raw smtplib+imaplib roundtrip,
-# parsedmarc (own venv).
-bench: deps
+# parsedmarc (own venv), imapsync.
+bench: deps imapsync
 	@$(MAKE) --no-print-directory apt-install PKGS="$(BENCH_APT)"
 	$(BIN)/python bench/provision_bench.py
 	$(BIN)/python bench/providers_bench.py
@@ -107,6 +107,38 @@ bench: deps
 	$(BIN)/python bench/sync_bench.py
 	$(BIN)/python bench/probe_bench.py
 	$(BIN)/python bench/reports_bench.py
+	$(BIN)/python bench/domain_move_bench.py --imapsync $(IMAPSYNC)
+
+# imapsync, the peer of bench/domain_move_bench.py: not packaged for Debian, so the script
+# comes from the imapsync repository at a pinned commit (2.229), checked against its
+# sha256, into .state/ (never committed); its Perl modules and GNU parallel (the FAQ's
+# way to run many accounts) come from Debian. Without access to that host, point
+# IMAPSYNC_SRC at a copy of the same file (e.g. a checkout of that commit): the
+# checksum is verified either way.
+IMAPSYNC_COMMIT := 023535075cbfb4b364fee419330a1910cd57ec95
+IMAPSYNC_SHA256 := 225aee11da6e9d4cad90421a9a7b3e895d16d2c414ea8def415ada7226e90662
+IMAPSYNC := .state/imapsync/imapsync
+IMAPSYNC_SRC ?=
+IMAPSYNC_APT := parallel libmail-imapclient-perl libio-socket-ssl-perl libterm-readkey-perl \
+  libdigest-hmac-perl liburi-perl libfile-copy-recursive-perl libio-tee-perl \
+  libunicode-string-perl libreadonly-perl libsys-meminfo-perl libregexp-common-perl \
+  libfile-tail-perl libencode-imaputf7-perl libjson-webtoken-perl libcrypt-openssl-rsa-perl \
+  libdata-uniqid-perl libauthen-ntlm-perl libproc-processtable-perl libmodule-scandeps-perl \
+  libparse-recdescent-perl libhtml-parser-perl libcgi-pm-perl libio-socket-inet6-perl \
+  libwww-perl
+.PHONY: imapsync
+imapsync: $(IMAPSYNC)
+	@$(MAKE) --no-print-directory apt-install PKGS="$(IMAPSYNC_APT)"
+	@perl $(IMAPSYNC) --version >/dev/null
+
+$(IMAPSYNC):
+	@mkdir -p $(@D)
+	@if [ -n "$(IMAPSYNC_SRC)" ]; then cp "$(IMAPSYNC_SRC)" $@.part; \
+	else curl -fsSL --retry 3 -o $@.part \
+	  https://raw.githubusercontent.com/imapsync/imapsync/$(IMAPSYNC_COMMIT)/imapsync; fi
+	@echo "$(IMAPSYNC_SHA256)  $@.part" | sha256sum -c --quiet - || \
+	  { echo "$@: not imapsync at $(IMAPSYNC_COMMIT) (sha256 differs)" >&2; rm -f $@.part; exit 1; }
+	@mv $@.part $@
 
 clean:
 	-$(BIN)/mailctl sandbox down -f $(EXAMPLE) 2>/dev/null

@@ -166,7 +166,12 @@ def test_prune_asks_and_cleans_references(site: Path) -> None:
     assert snapshot(site / "dms") == before
     r = run_cli("plan", "--prune", "--reconcile", cwd=site, env=ENV)
     assert "- mailbox  bob@example.org" in r.out
+    # no mail_access to back bob's mail up with: nothing is deleted (docs/cli.md)
     r = run_cli("apply", "--prune", "--reconcile", "--yes", cwd=site, env=ENV)
+    assert r.code == 3 and "cannot back up bob@example.org" in r.err, r.all
+    assert "nothing was changed" in r.err and "--no-backup" in r.err
+    assert snapshot(site / "dms") == before
+    r = run_cli("apply", "--prune", "--reconcile", "--yes", "--no-backup", cwd=site, env=ENV)
     assert r.code == 0, r.all
     assert "bob@example.org" not in accounts(site)
     assert "bob@example.org" not in (site / "dms" / "postfix-virtual.cf").read_text()
@@ -190,7 +195,7 @@ def test_safety_limit_refuses_mass_delete(tmp_path: Path) -> None:
     assert snapshot(tmp_path / "dms") == before
     r = run_cli("plan", "--prune", cwd=tmp_path)
     assert "apply would refuse without --force" in r.err
-    r = run_cli("apply", "--prune", "--yes", "--force", cwd=tmp_path)
+    r = run_cli("apply", "--prune", "--yes", "--force", "--no-backup", cwd=tmp_path)
     assert r.code == 0, r.all
     assert len(accounts(tmp_path)) == 10
 
@@ -301,7 +306,7 @@ def test_unmanaged_addresses_survive_prune(tmp_path: Path) -> None:
             mailboxes:
               - local_part: admin
     """)
-    r = run_cli("apply", "--prune", "--yes", cwd=tmp_path)
+    r = run_cli("apply", "--prune", "--yes", "--no-backup", cwd=tmp_path)
     assert r.code == 0, r.all
     assert "- mailbox  old@chat.test" in r.out
     assert "tmp.x7k2q" not in r.out

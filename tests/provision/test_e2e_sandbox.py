@@ -93,7 +93,7 @@ def test_applied_config_works_for_real(mailstack: MailStack, tmp_path: Path) -> 
 
     # Remove bob from the YAML and prune: he can no longer log in, alice still can.
     _config(tmp_path, mailstack, dom, other, with_bob=False)
-    r = run_cli("apply", "--prune", "--reconcile", "--yes", cwd=tmp_path)
+    r = run_cli("apply", "--prune", "--reconcile", "--yes", "--no-backup", cwd=tmp_path)
     assert r.code == 0, r.all
     assert "- mailbox  bob@" in r.out
     assert not imap_login(info, bob, pw[bob])

@@ -111,7 +111,7 @@ def test_mtimes_suit_both_daemons(tmp_path: Path) -> None:
     dms = _dms(tmp_path, accounts=f"a@x.test|{H}\n")
     maps = tmp_path / "maps"
     first = render(dms, maps)
-    assert len(first.changed) == 9  # new files, even the empty virtual/relay maps, local conf
+    assert len(first.changed) == 10  # new files, even empty virtual/relay/master maps, local conf
     # Postfix: backdated, or every process waits for the file to "cool down"
     assert os.stat(maps / POSTFIX_MAILBOXES).st_mtime < time.time() - 30
     before = os.stat(maps / DOVECOT_USERS)

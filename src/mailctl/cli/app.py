@@ -18,6 +18,8 @@ from mailctl.cli import (
     accounts,
     console,
     dns,
+    domain,
+    move,
     passwords,
     probe,
     provision,
@@ -91,6 +93,8 @@ sync.register(app)
 app.add_typer(sandbox.app, name="sandbox", help="A real Dovecot + Postfix on loopback.")
 app.add_typer(dns.app, name="dns", help="The records a mail domain needs, checked live.")
 app.add_typer(dns.dkim_app, name="dkim", help="DKIM keys for self-hosted domains.")
+app.add_typer(domain.app, name="domain", help="Back up and restore a whole mail domain.")
+move.register(app)
 probe.register(app)
 reports.register(app)
 console.register(app)

@@ -31,6 +31,7 @@ from mailctl.cli.common import (
 
 if TYPE_CHECKING:
     from mailctl.config.load import Config
+    from mailctl.domain.prune import PruneBackup
     from mailctl.providers.base import Provider
     from mailctl.provision.changes import Change
     from mailctl.provision.plan import Plan
@@ -167,9 +168,15 @@ def apply(
         typer.Option("--secrets-out", help="write generated passwords to this file (mode 0600) "
                      "instead of stderr", show_default=False),
     ] = None,
+    no_backup: Annotated[bool, typer.Option(
+        "--no-backup", help="with --prune: delete mailboxes without backing up their mail "
+        "first [default: back up into domains.D.backup or "
+        "$XDG_STATE_HOME/mailctl/backups/D]")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Make the provider match the YAML. Create-only by default."""
+    """Make the provider match the YAML. Create-only by default.
+
+    A mailbox --prune deletes is backed up first (docs/cli.md), unless --no-backup."""
     from mailctl.provision import render
     from mailctl.provision.changes import Action, Status
     from mailctl.provision.engine import execute
@@ -205,10 +212,12 @@ def apply(
         if answer.strip().lower() != "yes":
             _refuse("the deletes were not confirmed", deletes, [], "Nothing was changed.")
 
+    backups = [] if no_backup else _backup_mailboxes(config, p, as_json)
     with _working(f"applying {len(p.changes)} changes", quiet=as_json):
         result = execute(config, p, secrets_out=secrets_out)
     if as_json:
-        print(json.dumps(render.apply_dict(result), indent=2))
+        print(json.dumps({**render.apply_dict(result),
+                          "backups": [b.as_dict() for b in backups]}, indent=2))
     else:
         render.apply_text(result, sys.stdout)
     if result.generated and secrets_out is None:
@@ -219,6 +228,32 @@ def apply(
         err(f"{len(result.generated)} generated passwords written to {secrets_out}")
     if result.count(Status.DONE) != len(result.outcomes):
         raise typer.Exit(PROVIDER)
+
+
+def _backup_mailboxes(config: Config, plan: Plan, as_json: bool) -> list[PruneBackup]:
+    """The mail of every mailbox the plan deletes, into a domain backup, before any
+    change; if one cannot be backed up nothing is changed (exit 3)."""
+    from mailctl.domain.prune import PruneBackupError, backup_before_prune, prune_backups
+
+    todo = prune_backups(config, plan)
+    if not todo:
+        return []
+    for pb in todo:
+        err(f"backing up {len(pb.mailboxes)} mailbox(es) at {pb.provider} before deleting "
+            f"them, into {pb.directory}")
+    from mailctl.cli.domain import progress_bar
+
+    try:
+        with progress_bar("backup before delete", not as_json) as prog:
+            done = backup_before_prune(config, plan, progress=prog)
+    except PruneBackupError as exc:
+        fail(f"{exc}; nothing was changed", PROVIDER, kind="backup",
+             hint="fix the sign-in (mail_access in the config), or pass --no-backup to "
+             "delete without a backup")
+    for pb in done:
+        err(f"backed up {', '.join(pb.mailboxes)} into {pb.directory} (restore with: "
+            f"mailctl domain restore {pb.directory} --mailbox ADDRESS)")
+    return done
 
 
 def _refuse(reason: str, changes: list[Change], violations: list[str], tail: str) -> NoReturn:

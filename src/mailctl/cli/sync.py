@@ -168,15 +168,66 @@ def register(app: typer.Typer) -> None:
 
     @app.command("fetch")
     def fetch_cmd(
-        file: Annotated[Path, typer.Option(
+        file: Annotated[Path | None, typer.Option(
             "--file", "-f", metavar="FILE", help="fetch.yaml: deliver, accounts, mode, "
-            "poll_interval, state (docs/sync.md)", show_default=False)],
+            "poll_interval, state (docs/sync.md)", show_default=False)] = None,
+        domain: Annotated[list[str] | None, typer.Option(
+            "--domain", "-d", metavar="DOMAIN", help="instead of --file: the accounts of "
+            "this domain's mailboxes, from mailctl.yaml (its provider and mirror, "
+            "docs/howto-inbound-mirror.md); repeatable", show_default=False)] = None,
+        mirrors: Annotated[bool, typer.Option(
+            "--mirrors", help="instead of --file: every domain of mailctl.yaml that has a "
+            "mirror")] = False,
+        config: Annotated[Path | None, typer.Option(
+            "--config", "-c", metavar="FILE", help="with --domain/--mirrors: mailctl.yaml "
+            "[default: $MAILCTL_CONFIG or ./mailctl.yaml]", show_default=False)] = None,
+        folder: Annotated[list[str] | None, typer.Option(
+            "--folder", metavar="NAME", help="with --domain/--mirrors: fetch this folder "
+            "(repeatable) [default: INBOX]", show_default=False)] = None,
+        state: Annotated[Path | None, typer.Option(
+            "--state", metavar="FILE", help="with --domain/--mirrors: the delivery journal "
+            "(its directory is created 0700) [default: "
+            "$XDG_STATE_HOME/mailctl/fetch/domains.db]", show_default=False)] = None,
         once: Annotated[bool, typer.Option(
             "--once", help="one pass over every account, then exit (else: a daemon until "
             "SIGTERM)")] = False,
         json: JsonOpt = False,
     ) -> None:
         """Pull remote IMAP accounts, deliver by LMTP/SMTP exactly once (a daemon)."""
-        from mailctl.sync.fetchd import cmd_fetch
+        from mailctl.cli.common import json_errors, usage
 
-        raise typer.Exit(cmd_fetch(file, once=once, as_json=json))
+        json_errors(json)
+        from_yaml = bool(domain) or mirrors
+        if file is not None and from_yaml:
+            usage("--file with --domain/--mirrors", "the accounts from one of them")
+        if file is None and not from_yaml:
+            usage("no accounts", "--file fetch.yaml, --domain DOMAIN or --mirrors")
+        if not from_yaml:
+            for opt, given in (("--config", config), ("--folder", folder), ("--state", state)):
+                if given:
+                    usage(f"{opt} with --file", "it only with --domain or --mirrors")
+            from mailctl.sync.fetchd import cmd_fetch
+
+            assert file is not None
+            raise typer.Exit(cmd_fetch(file, once=once, as_json=json))
+        raise typer.Exit(_fetch_domains(config, domain or [], folder, state, once, json))
+
+
+def _fetch_domains(config_path: Path | None, domains: list[str], folders: list[str] | None,
+                   state: Path | None, once: bool, as_json: bool) -> int:
+    """`fetch --domain`: the accounts from mailctl.yaml (domain/inbound.py)."""
+    from mailctl.cli.common import check_output_file, load, usage
+    from mailctl.cli.domain import domain_name, run_library
+    from mailctl.domain.inbound import default_state, fetch_config
+    from mailctl.sync.fetchd import run_fetch
+
+    if state is not None:
+        check_output_file(state, "--state")
+    for f in folders or []:
+        if not f.strip():
+            usage("--folder ''", "a folder name")
+    config = load(config_path, as_json)
+    names = [domain_name(config, d) for d in domains] or None
+    cfg = run_library(lambda: fetch_config(config, names, folders=folders))
+    return run_fetch(cfg, config.base_dir, state or default_state(), once=once,
+                     as_json=as_json)

@@ -90,13 +90,18 @@ def read_config_text(path: Path) -> str:
         raise ConfigError([Issue(name, None, exc.message, exc.hint)]) from None
 
 
-def load_config(path: Path | None = None, *, secrets: bool = True) -> Config:
+def load_config(path: Path | None = None, *, secrets: bool = True,
+                text: str | None = None) -> Config:
     """The validated config; `secrets=False` for commands that talk to no provider:
     secret references are checked for syntax but not resolved, so a variable that is
-    not set (an admin credential a monitor must not hold) is not an error."""
+    not set (an admin credential a monitor must not hold) is not an error. `text`: a
+    variant of the file at `path` to load instead of it (relative paths and references
+    still resolve from the file's folder; a domain move loads its config with the
+    provider line swapped)."""
     path = path or default_path()
     name = str(path)
-    text = read_config_text(path)
+    if text is None:
+        text = read_config_text(path)
     try:
         located = load_located(text, name)
     except YamlSyntaxError as exc:

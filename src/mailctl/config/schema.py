@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mailctl.accounts.settings import AccountsSettings
 from mailctl.dns.settings import DnsHostsSettings, DnsSettings
+from mailctl.domain.settings import MailAccess
 from mailctl.probe.settings import ProbeSettings
 from mailctl.reports.settings import ReportsSettings
 from mailctl.util.sizes import parse_size
@@ -155,6 +156,13 @@ class DomainConfig(Strict):
     # addresses another tool owns, e.g. mailctl's own temporary accounts.
     unmanaged: tuple[str, ...] = ()
     dns: DnsSettings | None = None
+    # The local store of a domain another provider receives for (docs/domain.md):
+    # every mailbox is created there too, and `mailctl fetch --domain` pulls into it.
+    mirror: str | None = None
+    # Where `apply --prune` backs up a mailbox's mail before deleting it, one domain
+    # backup per provider below it (relative to the config) [default:
+    # $XDG_STATE_HOME/mailctl/backups/<domain>; domain/prune.py].
+    backup: str | None = None
 
     @field_validator("quota", mode="before")
     @classmethod
@@ -199,3 +207,5 @@ class ConfigFile(Strict):
     reports: ReportsSettings | None = None
     dns: DnsHostsSettings | None = None
     console: ConsoleSettings | None = None
+    # How mailctl reaches each provider's mailboxes for backup, restore and moves.
+    mail_access: dict[str, MailAccess] = {}

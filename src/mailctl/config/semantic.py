@@ -38,6 +38,7 @@ class Desired:
     where: dict[str, Path_] = field(default_factory=dict)  # address/domain -> config path
     raw_domain: dict[str, str] = field(default_factory=dict)  # normalised -> as written
     unmanaged: dict[str, tuple[str, ...]] = field(default_factory=dict)  # domain -> globs
+    mirror_of: dict[str, str] = field(default_factory=dict)  # domain -> mirror provider
 
 
 _FEATURES = {
@@ -277,6 +278,9 @@ def build_desired(
         builder.build(raw_name, dc, cls)
     _check_unmanaged(desired, col)
     if complete:
+        from mailctl.domain.settings import check_settings
+
+        check_settings(cfg, col, desired, provider_classes)
         _check_destinations(desired, col, provider_classes)
     _check_loops(desired, col)
     return desired

@@ -38,14 +38,15 @@ class Change:
     # field -> (current, desired); only for updates
     diff: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
-    def sort_key(self) -> tuple[int, str, int, str]:
+    def sort_key(self) -> tuple[int, str, str, int, str]:
         """Creates and updates go domain -> mailbox -> identity -> alias -> forward ->
         rewrite (`Kind.order`); deletes come last,
-        in the reverse kind order, so nothing points at an object being removed."""
+        in the reverse kind order, so nothing points at an object being removed.
+        A domain with a mirror has two providers: their changes are grouped."""
         order = _ACTION_ORDER[self.action]
         if self.action is Action.DELETE:
-            return (order, self.domain, -self.kind.order, self.key)
-        return (order, self.domain, self.kind.order, self.key)
+            return (order, self.domain, self.provider, -self.kind.order, self.key)
+        return (order, self.domain, self.provider, self.kind.order, self.key)
 
     def describe(self) -> str:
         return f"{self.action.value} {self.kind.value} {self.key}"

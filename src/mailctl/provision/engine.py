@@ -31,6 +31,30 @@ def read_actual(config: Config, domains: Sequence[str] | None = None) -> dict[st
     return actual
 
 
+def mirror_desired(state: DomainState) -> DomainState:
+    """What a domain's mirror (the local store of a domain another provider receives for,
+    docs/domain.md) must hold: its mailboxes, with their declared passwords and quotas.
+    Aliases and forwards act where mail arrives, so they live at the provider only."""
+    out = DomainState(state.name)
+    for addr, mb in state.mailboxes.items():
+        out.mailboxes[addr] = Mailbox(addr, quota=mb.quota, password=mb.password,
+                                      password_hash=mb.password_hash)
+    return out
+
+
+def read_mirrors(config: Config, domains: Sequence[str]) -> dict[str, DomainState]:
+    """The mirrors' actual state of `domains` that have one; one read per provider."""
+    out: dict[str, DomainState] = {}
+    by_mirror: dict[str, list[str]] = {}
+    for name in domains:
+        mirror = config.desired.mirror_of.get(name)
+        if mirror:
+            by_mirror.setdefault(mirror, []).append(name)
+    for mirror, names in sorted(by_mirror.items()):
+        out.update(config.provider(mirror).read(names))
+    return out
+
+
 def make_plan(
     config: Config,
     *,
@@ -47,6 +71,14 @@ def make_plan(
         changes = diff_domain(config.desired.domains[name], cur, pname, explicit,
                               config.desired.unmanaged.get(name, ()))
         diffs.append((name, pname, cur.count(), changes))
+    mirrors = read_mirrors(config, sorted(actual))
+    for name in sorted(mirrors):
+        mname = config.desired.mirror_of[name]
+        cur = mirrors[name]
+        changes = diff_domain(mirror_desired(config.desired.domains[name]), cur, mname,
+                              config.providers[mname].cls.capabilities.domains,
+                              config.desired.unmanaged.get(name, ()))
+        diffs.append((name, mname, cur.count(), changes))
     return Plan.build(diffs, reconcile=reconcile, prune=prune)
 
 
@@ -64,6 +96,9 @@ class ApplyResult:
 
 
 def _prepare_passwords(config: Config, changes: list[Change]) -> dict[str, Secret]:
+    """A generated password per new mailbox without one; a mailbox created at a domain's
+    provider and at its mirror in one plan gets the same one (users read mail at the
+    mirror with the password they send with)."""
     generated: dict[str, Secret] = {}
     for i, ch in enumerate(changes):
         mb = ch.desired
@@ -75,7 +110,8 @@ def _prepare_passwords(config: Config, changes: list[Change]) -> dict[str, Secre
             and not mb.invite  # the provider mails an invitation instead
         ):
             mb = copy.copy(mb)  # the config's desired model stays as declared
-            mb.password = generate_password(config.desired.password_length.get(mb.address, 32))
+            mb.password = generated.get(mb.address) or generate_password(
+                config.desired.password_length.get(mb.address, 32))
             generated[mb.address] = mb.password
             changes[i] = copy.copy(ch)
             changes[i].desired = mb
@@ -176,4 +212,23 @@ def status(config: Config, domains: Sequence[str] | None = None) -> list[dict[st
         row["pending"] = sorted(cur.pending)  # e.g. unconfirmed forwards: not drift
         row["in_sync"] = not changes
         rows.append(row)
+    mirrors = read_mirrors(config, sorted(actual))
+    for name in sorted(mirrors):
+        mname = config.desired.mirror_of[name]
+        cur = mirrors[name]
+        want = mirror_desired(config.desired.domains[name])
+        changes = [c for c in diff_domain(want, cur, mname,
+                                          unmanaged=config.desired.unmanaged.get(name, ()))
+                   if c.kind is Kind.MAILBOX]
+        empty = {"declared": 0, "present": 0, "missing": [], "drifted": [], "undeclared": []}
+        rows.append({
+            "domain": name, "provider": f"{mname} (mirror)", "mirror": True,
+            "exists": cur.exists,
+            "mailboxes": {
+                "declared": len(want.mailboxes), "present": len(cur.mailboxes),
+                "missing": sorted(c.key for c in changes if c.action is Action.CREATE),
+                "drifted": sorted(c.key for c in changes if c.action is Action.UPDATE),
+                "undeclared": sorted(c.key for c in changes if c.action is Action.DELETE)},
+            **{k: dict(empty) for k in ("aliases", "forwards", "identities", "rewrites")},
+            "pending": [], "in_sync": not changes})
     return rows

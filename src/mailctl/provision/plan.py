@@ -70,8 +70,10 @@ class Plan:
     ) -> Plan:
         plan = cls()
         for domain, provider, existing, changes in diffs:
-            plan.existing[domain] = existing
-            plan.providers[domain] = provider
+            # A domain with a mirror comes twice (its provider, then the mirror): the
+            # safety limits count the objects of both.
+            plan.existing[domain] = plan.existing.get(domain, 0) + existing
+            plan.providers.setdefault(domain, provider)
             for ch in changes:
                 allowed = (
                     ch.action is Action.CREATE

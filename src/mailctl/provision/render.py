@@ -59,12 +59,12 @@ def _line(ch: Change, color: bool) -> str:
 
 def text(plan: Plan, out: TextIO) -> None:
     color = bool(getattr(out, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
-    current = None
+    current: tuple[str, str] | None = None
     buf: list[str] = []
     for ch in plan.changes:
-        if ch.domain != current:
-            current = ch.domain
-            buf.append(f"{ch.domain} (provider {plan.providers.get(ch.domain, ch.provider)})\n")
+        if (ch.domain, ch.provider) != current:
+            current = (ch.domain, ch.provider)
+            buf.append(f"{ch.domain} (provider {ch.provider})\n")
         buf.append(_line(ch, color))
     c = plan.counts()
     if not plan.empty:

@@ -12,11 +12,19 @@ from mailctl.sandbox.stack import (
     for_folder,
     notify_change,
 )
-from mailctl.sandbox.state import DEFAULT_PORTS, Ports, SandboxError, SandboxInfo, SandboxStatus
+from mailctl.sandbox.state import (
+    DEFAULT_PORTS,
+    OAuth2Passdb,
+    Ports,
+    SandboxError,
+    SandboxInfo,
+    SandboxStatus,
+)
 
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORTS",
+    "OAuth2Passdb",
     "Ports",
     "Sandbox",
     "SandboxError",

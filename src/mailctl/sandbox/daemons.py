@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from mailctl.sandbox.render import write_atomic
-from mailctl.sandbox.state import SandboxError, SandboxInfo
+from mailctl.sandbox.state import OAuth2Passdb, SandboxError, SandboxInfo
 
 START_TIMEOUT = 20.0
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
@@ -165,13 +165,45 @@ def template(name: str, values: dict[str, str]) -> str:
     return re.sub(r"@([A-Z_]+)@", sub, text)
 
 
-def write_configs(lay: Layout, info: SandboxInfo, ids: Ids) -> None:
+def _oauth2(lay: Layout, ids: Ids, oauth2: OAuth2Passdb | None) -> tuple[str, str]:
+    """(extra mechanisms, passdb block) for OAuth2 tokens: the introspection settings as
+    verified in ../shared/notes/oidc-console.md (POST, HTTP Basic client auth in the URL's
+    userinfo, the login name from `username_attribute`)."""
+    ext = lay.p("dovecot-oauth2.conf.ext")
+    if oauth2 is None:
+        ext.unlink(missing_ok=True)
+        return "", ""
+    from urllib.parse import quote
+
+    scheme, sep, rest = oauth2.introspection_url.partition("://")
+    if not sep or scheme not in ("http", "https") or "@" in rest.split("/", 1)[0]:
+        raise SandboxError(f"OAuth2 introspection URL {oauth2.introspection_url!r}: expected "
+                           "http(s)://host[:port]/path without credentials")
+    creds = f"{quote(oauth2.client_id, safe='')}:{quote(oauth2.client_secret.reveal(), safe='')}"
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", oauth2.username_attribute):
+        raise SandboxError(f"username_attribute {oauth2.username_attribute!r}: expected a "
+                           "field name")
+    text = (f"introspection_mode = post\nintrospection_url = {scheme}://{creds}@{rest}\n"
+            f"username_attribute = {oauth2.username_attribute}\n"
+            "active_attribute = active\nactive_value = true\n")
+    write_atomic(ext, text, mode=0o640 if ids.users_gid != -1 else 0o600, gid=ids.users_gid)
+    block = ("# XOAUTH2 / OAUTHBEARER: tokens checked by the OpenID provider's introspection\n"
+             f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+             f"  args = {ext}\n}}\n")
+    return " xoauth2 oauthbearer", block
+
+
+def write_configs(lay: Layout, info: SandboxInfo, ids: Ids,
+                  oauth2: OAuth2Passdb | None = None) -> None:
     root = os.geteuid() == 0
+    mechanisms, oauth2_passdb = _oauth2(lay, ids, oauth2)
     values = {
         "INSTANCE": "mailctl-sandbox-" + hashlib.sha256(bytes(lay.root)).hexdigest()[:10],
         "RUN_DIR": str(lay.run), "DOVECOT_STATE_DIR": str(lay.p("dovecot-state")),
         "HOST": info.host, "LOG_DIR": str(lay.logs), "MAPS_DIR": str(lay.maps),
         "USERS_FILE": str(lay.maps / "dovecot-users"), "MAIL_DIR": str(lay.p("mail")),
+        "MASTERS_FILE": str(lay.maps / "dovecot-masters"),
+        "OAUTH_MECHANISMS": mechanisms, "OAUTH_PASSDB": oauth2_passdb,
         "LOCAL_CONF": str(lay.maps / "dovecot-local.conf"),
         "MAIL_UID": str(ids.mail_uid), "MAIL_GID": str(ids.mail_gid),
         "INTERNAL_USER": ids.internal_user, "INTERNAL_GROUP": ids.internal_group,

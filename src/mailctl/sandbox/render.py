@@ -34,12 +34,16 @@ RELAY_SASL_FILE = "postfix-sasl-password.cf"  # @domain user:password (setup rel
 # such as mailctl's app-password passdb (providers/dms/selfservice.py).
 DOVECOT_CF = "dovecot.cf"
 APP_PASSWORDS_FILE = "dovecot-app-passwords.cf"
+# `setup dovecot-master add NAME`: admin logins as `user@domain*NAME` (dms
+# target/scripts/helpers/accounts.sh `_create_masters`, and its auth-master.inc).
+MASTERS_FILE = "dovecot-masters.cf"
 DMS_FILES = (ACCOUNTS_FILE, VIRTUAL_FILE, QUOTAS_FILE, RELAYMAP_FILE, RELAY_SASL_FILE,
-             DOVECOT_CF, APP_PASSWORDS_FILE)
+             DOVECOT_CF, APP_PASSWORDS_FILE, MASTERS_FILE)
 CONTAINER_DIR = "/tmp/docker-mailserver"
 
 # What the daemons read, relative to the maps directory.
 DOVECOT_USERS = "dovecot-users"
+DOVECOT_MASTERS = "dovecot-masters"
 DOVECOT_LOCAL = "dovecot-local.conf"  # dovecot.cf, its container paths mapped
 APP_PASSWORDS_SEEN = "app-passwords.sha256"  # only to know when Dovecot must re-read
 POSTFIX_DOMAINS = "postfix-vhost"
@@ -52,6 +56,7 @@ POSTFIX_RELAY_SENDERS = "postfix-relaysenders"
 POSTFIX_RELAY_SASL = "postfix-relaysasl"
 
 _QUOTA_RE = re.compile(r"^([0-9]+(B|k|M|G|T)|0)$")
+_MASTER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # Postfix re-reads a table whose mtime is within ~1 s of "now" until it cools
 # down (util/dict.c dict_load_file_xt, 300 ms steps): backdate its maps.
 _POSTFIX_BACKDATE_S = 60
@@ -76,6 +81,8 @@ class DmsConfig:
     # key -> targets, in file order (Postfix keeps the first of duplicate keys)
     virtual: dict[str, list[str]] = field(default_factory=dict)
     quotas: dict[str, str] = field(default_factory=dict)
+    # Master users (name, hash): they log in as any account, `user@domain*name`.
+    masters: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def domains(self) -> list[str]:
@@ -181,6 +188,21 @@ def parse_dms(raw: dict[str, bytes | None]) -> DmsConfig:
             cfg.warnings.append(f"{where}: quota for {address}, which is not an account; ignored")
             continue
         cfg.quotas[address] = size
+
+    names: set[str] = set()
+    for number, line in _lines(MASTERS_FILE, raw.get(MASTERS_FILE)):
+        where = f"{MASTERS_FILE}:{number}"
+        name, sep, password = (part.strip() for part in line.partition("|"))
+        if not sep or not password or not _MASTER_RE.match(name):
+            raise RenderError(f"{where}: expected NAME|{{SCHEME}}hash, NAME without @domain "
+                              "(letters, digits, '.', '_', '-')")
+        if ":" in password or "|" in password:
+            raise RenderError(f"{where}: the password hash must not contain ':' or '|'")
+        if name in names:
+            cfg.warnings.append(f"{where}: duplicate master user {name} ignored")
+            continue
+        names.add(name)
+        cfg.masters.append((name, password))
     return cfg
 
 
@@ -219,6 +241,11 @@ def dovecot_users(cfg: DmsConfig) -> str:
             extra = f"{extra} userdb_quota_rule=*:bytes={size}".strip()
         out.append(f"{acct.address}:{acct.password_hash}::::::{extra}\n")
     return "".join(out)
+
+
+def dovecot_masters(cfg: DmsConfig) -> str:
+    """The masterdb dms makes from dovecot-masters.cf: `NAME:HASH` lines."""
+    return "".join(f"{name}:{password}\n" for name, password in cfg.masters)
 
 
 def dovecot_local(data: bytes | None, dms_dir: Path) -> str:
@@ -321,6 +348,10 @@ def render(
     mtime = _dovecot_mtime(users_path)
     if write_atomic(users_path, users, mode=mode, mtime=mtime, gid=users_gid):
         changed.append(DOVECOT_USERS)
+    masters_path = maps_dir / DOVECOT_MASTERS
+    if write_atomic(masters_path, dovecot_masters(cfg), mode=mode,
+                    mtime=_dovecot_mtime(masters_path), gid=users_gid):
+        changed.append(DOVECOT_MASTERS)
     local = dovecot_local(raw.get(DOVECOT_CF), dms_dir)
     if write_atomic(maps_dir / DOVECOT_LOCAL, local, mode=0o644):
         changed.append(DOVECOT_LOCAL)

@@ -29,6 +29,7 @@ from mailctl.sandbox.daemons import Ids, Layout
 from mailctl.sandbox.render import (
     APP_PASSWORDS_SEEN,
     DOVECOT_LOCAL,
+    DOVECOT_MASTERS,
     DOVECOT_USERS,
     RenderError,
     RenderResult,
@@ -37,6 +38,7 @@ from mailctl.sandbox.render import (
 from mailctl.sandbox.state import (
     DEFAULT_PORTS,
     STATE_FILE,
+    OAuth2Passdb,
     Ports,
     SandboxError,
     SandboxInfo,
@@ -71,14 +73,17 @@ class Sandbox:
         *,
         host: str = DEFAULT_HOST,
         implicit_self_aliases: bool = False,
+        oauth2: OAuth2Passdb | None = None,
     ) -> None:
         """`ports=None`: the running sandbox's ports, else DEFAULT_PORTS.
-        `with_postfix=None`: Postfix iff root. `implicit_self_aliases`: see render.py."""
+        `with_postfix=None`: Postfix iff root. `implicit_self_aliases`: see render.py.
+        `oauth2`: also accept OAuth2 bearer tokens (applies when the daemons start)."""
         self.state_dir = Path(state_dir).absolute()
         self.dms_dir = Path(dms_dir).absolute()
         self.requested_ports = ports
         self.host = host
         self.implicit_self_aliases = implicit_self_aliases
+        self.oauth2 = oauth2
         self.lay = Layout(self.state_dir)
         is_root = os.geteuid() == 0
         if with_postfix and not is_root:
@@ -239,8 +244,9 @@ class Sandbox:
             state_dir=self.state_dir, dms_dir=self.dms_dir, host=self.host, ports=ports,
             ca_file=ca_file, lmtp_socket=self.lay.run / "lmtp", log_dir=self.lay.logs,
             postfix=self.with_postfix, postfix_disabled_reason=self.postfix_disabled_reason,
-            implicit_self_aliases=self.implicit_self_aliases, digest=result.digest)
-        daemons.write_configs(self.lay, info, ids)
+            implicit_self_aliases=self.implicit_self_aliases, digest=result.digest,
+            oauth2=self.oauth2 is not None)
+        daemons.write_configs(self.lay, info, ids, self.oauth2)
         postfix_start: subprocess.Popen[bytes] | None = None
         try:
             if self.with_postfix:
@@ -300,7 +306,7 @@ class Sandbox:
             # sent right now could still meet an old cleanup/smtpd.
             old += procs.children(pf)
             os.kill(pf, signal.SIGHUP)
-        dovecot_inputs = {DOVECOT_USERS, DOVECOT_LOCAL, APP_PASSWORDS_SEEN}
+        dovecot_inputs = {DOVECOT_USERS, DOVECOT_LOCAL, APP_PASSWORDS_SEEN, DOVECOT_MASTERS}
         if dc and (force or dovecot_inputs & set(result.changed)):
             # An auth process re-checks the passwd-file at most once a second
             # (db-passwd-file.c), so only a fresh auth process is sure to see it.

@@ -10,6 +10,7 @@ from typing import Any
 
 from mailctl.errors import MailctlError
 from mailctl.sandbox.render import write_atomic
+from mailctl.secret import Secret
 
 STATE_FILE = "sandbox.json"
 # Lives in the dms config dir and lists the state dirs of the sandboxes that
@@ -33,6 +34,20 @@ class Ports:
         return [(f.name, getattr(self, f.name)) for f in fields(self)]
 
 
+@dataclass(frozen=True, slots=True)
+class OAuth2Passdb:
+    """Let Dovecot accept XOAUTH2 and OAUTHBEARER tokens, validated by asking an OpenID
+    provider's introspection endpoint (RFC 7662) with the client's credentials.
+
+    The secret goes only into the passdb's args file (0640, Dovecot's group), never into
+    sandbox.json, which any local user may read."""
+
+    introspection_url: str  # e.g. http://127.0.0.1:PORT/token/introspection
+    client_id: str
+    client_secret: Secret
+    username_attribute: str = "email"  # the introspection field holding the login name
+
+
 # Above 1024 (no root needed for Dovecot) and off the usual test ports.
 DEFAULT_PORTS = Ports(smtp=10025, submission=10587, imap=10143, imaps=10993, lmtp=10024)
 
@@ -49,6 +64,7 @@ class SandboxInfo:
     postfix: bool
     postfix_disabled_reason: str | None = None
     implicit_self_aliases: bool = False
+    oauth2: bool = False  # XOAUTH2/OAUTHBEARER accepted (OAuth2Passdb); never its secret
     dovecot_pid: int | None = None
     postfix_pid: int | None = None
     started_at: float | None = None

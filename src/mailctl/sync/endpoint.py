@@ -1,4 +1,4 @@
-"""`imap[s]://user@host[:port]` and `maildir:PATH`, and where their passwords come from.
+"""`imap[s]://user@host[:port]`, `maildir:PATH`, `mbox:PATH`, and where passwords come from.
 
 Passwords never come from the command line (they would sit in `ps` and shell
 history): a file (`--password-file`, first line) or a secret reference
@@ -14,17 +14,21 @@ from mailctl.sync.model import UsageError
 
 
 class Endpoint:
-    __slots__ = ("host", "kind", "path", "port", "tls", "user")
+    __slots__ = ("host", "kind", "mode", "path", "port", "tls", "user")
 
     def __init__(self, kind: str, host: str = "", port: int = 0, user: str = "",
-                 tls: bool = False, path: str | None = None) -> None:
-        self.kind = kind  # "imap" | "maildir"
+                 tls: bool = False, path: str | None = None, mode: str = "") -> None:
+        self.kind = kind  # "imap" | "maildir" | "mbox" (a source only)
         self.host, self.port, self.user, self.tls, self.path = host, port, user, tls, path
+        self.mode = mode  # mbox: how labels map to folders ("folders" or "keywords")
 
     @property
     def label(self) -> str:
         if self.kind == "maildir":
             return f"maildir:{self.path}"
+        if self.kind == "mbox":
+            return f"mbox:{self.path}" + ("" if self.mode == "folders" else
+                                         f"?labels={self.mode}")
         scheme = "imaps" if self.tls else "imap"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{scheme}://{self.user}@{host}:{self.port}"
@@ -49,7 +53,7 @@ def _unquote(s: str) -> str:
     return out.decode("utf-8", "replace")
 
 
-_FORMS = "imap://user@host[:port], imaps://user@host[:port] or maildir:PATH"
+_FORMS = "imap://user@host[:port], imaps://user@host[:port], maildir:PATH or mbox:PATH"
 
 
 def shown(text: str) -> str:
@@ -72,6 +76,16 @@ def parse_endpoint(text: str) -> Endpoint:
             raise UsageError("'maildir:' has no path (expected maildir:PATH, e.g. "
                              "maildir:/srv/backup/alice)")
         return Endpoint("maildir", path=norm_path(os.path.expanduser(path)))
+    if text.startswith("mbox:"):
+        path, q, query = text[len("mbox:"):].partition("?labels=")
+        if not path:
+            raise UsageError("'mbox:' has no path (expected mbox:FILE.mbox or mbox:DIR, e.g. "
+                             "a Google Takeout export)")
+        mode = query if q else "folders"
+        if mode not in ("folders", "keywords"):
+            raise UsageError(f"{text!r}: labels={mode!r} (expected mbox:PATH?labels=folders "
+                             "or ?labels=keywords)")
+        return Endpoint("mbox", path=norm_path(os.path.expanduser(path)), mode=mode)
     for scheme, tls, default in (("imaps://", True, 993), ("imap://", False, 143)):
         if text.startswith(scheme):
             form = f"{scheme}user@host[:port]"

@@ -46,9 +46,15 @@ class Options:
                  maps: list[tuple[str, str]] | None = None, delete: bool = False,
                  force: bool = False, max_delete_share: float = 0.2, dry_run: bool = False,
                  batch_bytes: int = 2 << 20, batch_count: int | None = None,
-                 jobs: int | None = None) -> None:
+                 jobs: int | None = None, add_only: bool = False) -> None:
         self.folders, self.exclude, self.maps = folders or [], exclude or [], maps or []
         self.delete, self.force, self.max_delete_share = delete, force, max_delete_share
+        # Once users work on the target (a move after its cutover): only messages new at
+        # the source are copied. Flags, deletions and moves made at the target are never
+        # undone: no flag or delete is propagated, a copied message the target no longer
+        # has is not copied again, a folder it no longer has is re-created only for new
+        # messages. (imapsync re-copies what users moved away, its users' old complaint.)
+        self.add_only = add_only
         self.dry_run, self.batch_bytes = dry_run, batch_bytes
         # MAILCTL_SYNC_BATCH: small batches let tests kill a run between two commits.
         self.batch_count = batch_count or int(os.environ.get("MAILCTL_SYNC_BATCH", "500"))
@@ -166,20 +172,25 @@ def sync_folder(src: Store, dst: Store, state: State, opts: Options, name: str, 
     new messages are copied before the next is listed, so a first backup of a large
     mailbox holds one window of metadata, not the whole folder's."""
     dry = opts.dry_run
-    dst_st = dst.status(dname)
-    if dst_st is None:
-        if not dry:
-            dst.create(dname)
-        dst_st = dst.status(dname) or FolderStatus(0, 0, 0)
+    add_only = opts.add_only
     pairs = state.pairs(name)
+    dst_st = dst.status(dname)
+    missing = dst_st is None  # add_only with pairs: created only when something is new
+    if dst_st is None:
+        if not dry and not (add_only and pairs):
+            dst.create(dname)
+            missing = False
+        dst_st = dst.status(dname) or FolderStatus(0, 0, 0)
     old: dict[str, Pair] = {}
     suspects = state.pending(name)  # a killed run's unconfirmed uploads (state.py)
-    if fs is not None and (fs.dst != dname or fs.dst_uv != dst_st.uidvalidity):
+    if add_only:
+        pass  # keys the target renumbered or lost are the users' doing: left alone
+    elif fs is not None and (fs.dst != dname or fs.dst_uv != dst_st.uidvalidity):
         pairs, suspects = {}, []  # the target folder was replaced: its old keys mean nothing
         if not dry:
             state.drop_pairs(name)
             state.drop_pending(name)
-    elif fs is not None and fs.src_uv != st.uidvalidity:
+    if fs is not None and fs.src_uv != st.uidvalidity:
         old, pairs = pairs, {}  # source keys renumbered; target messages still known by hash
     valid = fs is not None and fs.src_uv == st.uidvalidity and bool(pairs)
 
@@ -193,7 +204,8 @@ def sync_folder(src: Store, dst: Store, state: State, opts: Options, name: str, 
         dscan = dst.scan(dname)
         dflags = {k: v[0] for k, v in dscan.info.items()}
         dsizes = {k: v[1] for k, v in dscan.info.items()}
-        stale = [k for k, p in pairs.items() if p.dkey and p.dkey not in dscan.keys]
+        stale = [] if add_only else [k for k, p in pairs.items()
+                                     if p.dkey and p.dkey not in dscan.keys]
         for k in stale:  # gone from the target behind our back: copied again when listed
             del pairs[k]
         if stale and not dry:
@@ -209,6 +221,10 @@ def sync_folder(src: Store, dst: Store, state: State, opts: Options, name: str, 
             return built[0]
         by_hash: dict[str, list[str]] = {}
         built.append((by_hash, dflags))
+        if add_only:  # copied before the renumbering: done, wherever users put it
+            for p in old.values():
+                if p.hash.startswith(HASH_TAG) and p.dkey not in loose:
+                    by_hash.setdefault(p.hash, []).append(p.dkey)
         if loose:
             known_hash = {p.dkey: p.hash for p in old.values()
                           if p.dkey in loose and p.hash.startswith(HASH_TAG)}
@@ -226,7 +242,8 @@ def sync_folder(src: Store, dst: Store, state: State, opts: Options, name: str, 
 
     copier = Copier(src, dst, state, name, dname, fr, dry_run=dry,
                     batch_bytes=opts.batch_bytes, batch_count=opts.batch_count, index=index,
-                    progress=progress, total=max(st.messages - len(pairs), 0))
+                    progress=progress, total=max(st.messages - len(pairs), 0),
+                    reflag=not add_only)
     unseen = set(pairs)  # what is left after the listing was deleted at the source
     changes: dict[str, str] = {}
     max_uid = 0
@@ -235,11 +252,15 @@ def sync_folder(src: Store, dst: Store, state: State, opts: Options, name: str, 
                                      fs.src_modseq if valid and fs else 0):
             unseen.difference_update(chunk.keys)
             max_uid = max(max_uid, max((int(k) for k in chunk.keys if k.isdigit()), default=0))
-            for k, info in chunk.info.items():
-                p = pairs.get(k)
-                if p is not None and p.flags != info[0]:
-                    changes[k] = info[0]
+            if not add_only:
+                for k, info in chunk.info.items():
+                    p = pairs.get(k)
+                    if p is not None and p.flags != info[0]:
+                        changes[k] = info[0]
             new = sorted((k for k in chunk.keys if k not in pairs), key=_order)
+            if new and missing and not dry:
+                dst.create(dname)
+                missing = False
             copier.copy(new, {k: chunk.info[k][1] for k in new if k in chunk.info})
     finally:
         copier.close()
@@ -251,7 +272,7 @@ def sync_folder(src: Store, dst: Store, state: State, opts: Options, name: str, 
             dst.set_flags(dname, {pairs[k].dkey: f for k, f in changes.items() if pairs[k].dkey})
             state.set_flags(name, changes)
 
-    if gone and opts.delete:
+    if gone and opts.delete and not add_only:
         share = len(gone) / max(len(pairs), 1)
         if share > opts.max_delete_share and not opts.force:
             fr.refused_deletes = len(gone)
@@ -267,7 +288,7 @@ def sync_folder(src: Store, dst: Store, state: State, opts: Options, name: str, 
     if not dry and fr.error is None:
         if suspects:
             state.drop_pending(name, before=time.time() - SUSPECT_TTL)
-        dst_after = dst.status(dname) or dst_st
+        dst_after = (dst.status(dname) if not missing else None) or dst_st
         state.save_folder(FolderState(name, dname, st.uidvalidity, dst_after.uidvalidity,
                                       st.uidnext, st.modseq, st.messages,
                                       max(max_uid, fs.max_uid if valid and fs else 0)))

@@ -201,12 +201,15 @@ class Checker:
     def __init__(self, acct: dict[str, Any], base: Path, ca_file: str | None) -> None:
         from mailctl.sync.imapstore import ImapStore
 
+        self.folder = str(acct.get("check_folder", "INBOX"))
+        if acct.get("open_check"):  # built from mailctl.yaml (domain/inbound.py)
+            self.store = acct["open_check"]()
+            return
         ep = parse_endpoint(str(acct["check"]))
         pf = acct.get("check_password_file")
         pw = read_password((base / str(pf)) if pf else None, acct.get("check_password_ref"),
                            ep.label)
         self.store = ImapStore(ep, pw, cafile=ca_file, readonly=True)
-        self.folder = str(acct.get("check_folder", "INBOX"))
 
     def has(self, body: bytes) -> bool:
         from email.parser import BytesHeaderParser
@@ -242,7 +245,8 @@ def fetch_account(acct: dict[str, Any], base: Path, db: sqlite3.Connection, out:
         store = open_source(acct, base, ca_file)
     rep: dict[str, Any] = {"account": ep.label, "to": acct["to"], "delivered": 0, "skipped": 0,
                            "deleted": 0, "recovered": 0, "redelivered": 0, "errors": []}
-    checker = Checker(acct, base, ca_file) if acct.get("check") else None
+    checker = Checker(acct, base, ca_file) if acct.get("check") or acct.get("open_check") \
+        else None
     settled = False
     try:
         for folder in folders or acct_folders(acct):
@@ -303,8 +307,14 @@ def fetch_account(acct: dict[str, Any], base: Path, db: sqlite3.Connection, out:
 
 
 def open_source(acct: dict[str, Any], base: Path, ca_file: str | None) -> ImapStore:
+    """The account's session. An account built from mailctl.yaml (domain/inbound.py)
+    brings its own opener (`open_src`): it signs in as the provider's master user or
+    with an OAuth2 token, which a password file cannot say."""
     from mailctl.sync.imapstore import ImapStore
 
+    if acct.get("open_src"):
+        store: ImapStore = acct["open_src"](bool(acct.get("keep", True)))
+        return store
     ep = parse_endpoint(str(acct["src"]))
     pf = acct.get("password_file")
     pw = read_password((base / str(pf)) if pf else None, acct.get("password_ref"), ep.label)

@@ -209,9 +209,6 @@ def _note(text: str) -> None:
 
 
 def cmd_fetch(path: Path, *, once: bool = False, as_json: bool = False) -> int:
-    import json
-
-    STOP.requested = False
     try:
         cfg = load(path)
         if cfg.get("ca_file"):  # relative to the file, like every path in it
@@ -220,11 +217,21 @@ def cmd_fetch(path: Path, *, once: bool = False, as_json: bool = False) -> int:
     except UsageError as exc:
         return _fail(str(exc), USAGE, as_json)
     base = path.resolve().parent
+    return run_fetch(cfg, base, base / str(cfg.get("state", "fetch-state.db")), once=once,
+                     as_json=as_json)
+
+
+def run_fetch(cfg: dict[str, Any], base: Path, state: Path, *, once: bool = False,
+              as_json: bool = False) -> int:
+    """A checked configuration (fetch.yaml's, or one built from mailctl.yaml by
+    domain/inbound.py): one pass, or the daemon until SIGTERM."""
+    import json
+
+    STOP.requested = False
     try:
-        db = open_db(base / str(cfg.get("state", "fetch-state.db")))
+        db = open_db(state)
     except (OSError, sqlite3.Error) as exc:
-        return _fail(f"the fetch state {cfg.get('state', 'fetch-state.db')}: {exc}", FAILED,
-                     as_json)
+        return _fail(f"the fetch state {state}: {exc}", FAILED, as_json)
     out = Deliverer(cfg["deliver"])
 
     def emit(reports: list[dict[str, Any]]) -> None:

@@ -25,11 +25,15 @@ from mailctl.sync.imapparse import (
 )
 from mailctl.sync.imapwire import Connection, ImapError
 from mailctl.sync.model import FolderStatus, Msg, Scan, SyncError, norm_flags
+from mailctl.sync.utf7 import decode as decode_utf7
+from mailctl.sync.utf7 import encode as encode_utf7
 
 # `typing` only for the type checker: it costs ~5 ms of a no-change run's start-up.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from mailctl.sync.auth import Auth
 
 FETCH_BATCH_BYTES = 2 << 20
 FETCH_BATCH_MAX = 1000
@@ -47,8 +51,10 @@ class ImapStore:
     # The server may complete an APPEND after we died (see pipeline.py, state.py).
     late_writes = True
 
-    def __init__(self, ep: Endpoint, password: Secret, *, cafile: str | None = None,
+    def __init__(self, ep: Endpoint, password: Secret | Auth, *, cafile: str | None = None,
                  readonly: bool = False) -> None:
+        """`password`: the account's own password, or how to sign in without it
+        (sync/auth.py: a master user, OAuth2)."""
         self.ep = ep
         self.label = ep.label
         self._password = password
@@ -65,10 +71,22 @@ class ImapStore:
         if self._conn is None:
             try:
                 c = Connection(self.ep.host, self.ep.port, tls=self.ep.tls, cafile=self._cafile)
-                c.login(self.ep.user, self._password)
             except OSError as exc:
                 raise SyncError(f"{self.label}: cannot connect ({exc.strerror or exc})") from None
             except ImapError as exc:
+                raise SyncError(str(exc)) from None
+            try:
+                if isinstance(self._password, Secret):
+                    c.login(self.ep.user, self._password)
+                else:
+                    self._password.login(c, self.ep.user)
+            except (OSError, ImapError, SyncError) as exc:
+                c.sock.close()
+                if isinstance(exc, SyncError):
+                    raise
+                if isinstance(exc, OSError):
+                    raise SyncError(f"{self.label}: connection lost during login "
+                                    f"({exc.strerror or exc})") from None
                 raise SyncError(str(exc)) from None
             self._conn = c
         return self._conn
@@ -114,11 +132,12 @@ class ImapStore:
             self._sep_known = True
 
     def native(self, folder: str) -> bytes:
+        """The name as the server spells it: its separator, modified UTF-7 (utf7.py)."""
         self._learn_sep()
-        return quote(folder.replace("/", self.sep))
+        return quote(encode_utf7(folder.replace("/", self.sep)))
 
     def canonical(self, name: str) -> str:
-        return "INBOX" if name.upper() == "INBOX" else name.replace(self.sep, "/")
+        return "INBOX" if name.upper() == "INBOX" else decode_utf7(name).replace(self.sep, "/")
 
     # -- folders -----------------------------------------------------------
     def folders(self) -> dict[str, FolderStatus]:
@@ -148,6 +167,26 @@ class ImapStore:
             if len(p) >= 4 and p[1] == b"STATUS" and isinstance(p[3], list):
                 listed[_text(p[2])] = _status(p[3])
         return {self.canonical(n): listed[n] for n in names if n in listed}
+
+    def special_use(self) -> dict[str, str]:
+        """role ("Sent", "Drafts", "Junk", "Trash", "Archive") -> folder, from the
+        SPECIAL-USE attributes (RFC 6154) of LIST, asked for explicitly where the
+        server advertises the extension (some report them only then)."""
+        c = self.conn
+        cmd = b'LIST "" "*"'
+        if "SPECIAL-USE" in c.capabilities:
+            cmd += b" RETURN (SPECIAL-USE)"
+        _, resp = c.run(cmd)
+        out: dict[str, str] = {}
+        for r in resp:
+            p = r.parse()
+            if len(p) < 5 or p[1] != b"LIST" or not isinstance(p[2], list):
+                continue
+            for a in p[2]:
+                role = bytes(a).decode("ascii", "replace").lstrip("\\").title()
+                if role in ("Sent", "Drafts", "Junk", "Trash", "Archive"):
+                    out.setdefault(role, self.canonical(_text(p[4])))
+        return out
 
     def _items(self) -> bytes:
         if "CONDSTORE" in self.conn.capabilities:

@@ -300,6 +300,48 @@ class Connection:
         if b"[CAPABILITY" not in line:
             self.refresh_capabilities()
 
+    def authenticate(self, mechanism: str, response: bytes) -> tuple[bool, str]:
+        """SASL AUTHENTICATE with one client response (PLAIN, XOAUTH2, OAUTHBEARER): sent
+        with the command when the server has SASL-IR (RFC 4959), else after its `+`.
+        (ok, the server's words). A `+` after our response is an error challenge (XOAUTH2
+        and OAUTHBEARER put their JSON error there): it is answered empty, as the RFCs
+        ask, and the tagged NO follows. The response holds a secret: never in an error."""
+        import base64
+
+        if not self.capabilities:
+            self.refresh_capabilities()
+        if f"AUTH={mechanism.upper()}" not in self.capabilities:
+            return False, f"{self.host} does not offer AUTH={mechanism.upper()}"
+        data = base64.b64encode(response) or b"="
+        self._tagn += 1
+        tag = b"m%d" % self._tagn
+        try:
+            if "SASL-IR" in self.capabilities:
+                self.sock.sendall(tag + b" AUTHENTICATE " + mechanism.encode() + b" " + data
+                                  + b"\r\n")
+                sent = True
+            else:
+                self.sock.sendall(tag + b" AUTHENTICATE " + mechanism.encode() + b"\r\n")
+                sent = False
+            while True:
+                r = self._read_response()
+                if r.line.startswith(b"+"):
+                    self.sock.sendall((b"" if sent else data) + b"\r\n")
+                    sent = True
+                    continue
+                if r.line.startswith(tag + b" "):
+                    break
+                self.untagged.append(r)
+        except OSError as exc:
+            raise ImapError(f"{self.host}: connection lost during login ({exc})") from None
+        self.untagged = []
+        ok = r.line[len(tag) + 1:].startswith(b"OK")
+        if ok:
+            self._caps_from(r.line)
+            if b"[CAPABILITY" not in r.line:
+                self.refresh_capabilities()
+        return ok, r.line[len(tag) + 1:].decode("utf-8", "replace")[:200]
+
     def enable(self) -> None:
         """ENABLE CONDSTORE/QRESYNC before the first SELECT, not at login: a no-change run
         only needs LIST-STATUS (HIGHESTMODSEQ there needs no ENABLE), so it saves the trip."""

@@ -61,10 +61,13 @@ class Copier:
     def __init__(self, src: Store, dst: Store, state: State, name: str, dname: str, fr: Any,
                  *, dry_run: bool, batch_bytes: int, batch_count: int,
                  index: Callable[[], Index], progress: Progress | None = None,
-                 total: int = 0) -> None:
+                 total: int = 0, reflag: bool = True) -> None:
+        """`reflag`: give an adopted target twin the source's flags (off once users
+        work on the target: engine.Options.add_only)."""
         self.src, self.dst, self.state, self.name, self.dname = src, dst, state, name, dname
         self.fr, self.dry, self.progress, self.total = fr, dry_run, progress, total
         self.batch_bytes, self.batch_count = batch_bytes, batch_count
+        self.reflag = reflag
         self._get_index = index
         self._index: Index | None = None
         self._batch = _Batch()
@@ -93,7 +96,7 @@ class Copier:
             twins = index.get(h) if index else None
             if twins:
                 dkey = twins.pop()
-                if dflags.get(dkey, m.flags) != m.flags:
+                if self.reflag and dflags.get(dkey, m.flags) != m.flags:
                     b.reflag[dkey] = m.flags
                 b.adopt.append((m.key, dkey, m.flags, h))
                 self.fr.adopted += 1

@@ -117,6 +117,14 @@ def _prepare(a: Args, verifying: bool = False) -> _Plan:
     for ep in sources:  # an empty or missing source is not "all ok"
         if ep.kind == "maildir" and ep.path is not None and not os.path.isdir(ep.path):
             raise UsageError(f"{ep.label}: no such directory (expected a Maildir tree)")
+        if ep.kind == "mbox" and ep.path is not None and not os.path.exists(ep.path):
+            raise UsageError(f"{ep.label}: no such file or directory (expected an .mbox "
+                             "file or a directory of them)")
+        if ep.kind == "mbox" and ep.path is not None and os.path.isfile(ep.path):
+            read_check(ep.path, f"{ep.label}")
+    if d.kind == "mbox":
+        raise UsageError(f"{d.label} as the target (expected an mbox only as the source: "
+                         "imap://, imaps:// or maildir: to write to)")
     if not verifying and d.kind == "maildir" and d.path is not None:
         check_output_dir(d.path, "the target")
     if a.ca_file is not None:
@@ -143,10 +151,26 @@ def _prepare(a: Args, verifying: bool = False) -> _Plan:
     return _Plan(s, d, p1, p2, opts, state)
 
 
+def read_check(path: str, what: str) -> None:
+    """A file named on the command line that is read later: readable now (exit 64)."""
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"{what}: not readable (expected a readable file)")
+
+
 def _open(p: _Plan, a: Args) -> tuple[Any, Any]:
     src = open_store(p.s, p.p1, cafile=a.ca_file, fsync=a.fsync, readonly=True)
     dst = open_store(p.d, p.p2, cafile=a.ca_file, fsync=a.fsync)
     return src, dst
+
+
+def _role_maps(p: _Plan, src: Any, dst: Any) -> None:
+    """An mbox source's folders are mailctl's names for Gmail's system labels: they go to
+    the target's own Sent, Drafts, Junk, Trash and Archive (roles.py); `--map` wins."""
+    if p.s.kind != "mbox":
+        return
+    from mailctl.sync.roles import role_maps, roles
+
+    p.opts.maps = role_maps(roles(src), roles(dst), p.opts.maps)
 
 
 @contextmanager
@@ -195,6 +219,7 @@ def cmd_sync(a: Args) -> int:
                                          "for this pair)")
                     from mailctl.sync import engine
 
+                    _role_maps(p, src, dst)
                     with _progress(not a.json) as progress:
                         report = engine.run(src, dst, state, p.opts, progress)
                 finally:
@@ -231,6 +256,7 @@ def cmd_verify(a: Args) -> int:
         from mailctl.sync.verify import verify
 
         try:
+            _role_maps(p, src, dst)
             report = verify(src, dst, p.opts, allow_extra=a.allow_extra,
                             delivered=a.delivered)
         finally:

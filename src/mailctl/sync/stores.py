@@ -13,8 +13,13 @@ from mailctl.secret import Secret
 from mailctl.sync.endpoint import Endpoint
 from mailctl.sync.model import Store, SyncError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from mailctl.sync.auth import Auth
 
-def open_store(ep: Endpoint, password: Secret | None = None, *, cafile: str | None = None,
+
+def open_store(ep: Endpoint, password: Secret | Auth | None = None, *,
+               cafile: str | None = None,
                fsync: bool = True, readonly: bool = False) -> Store:
     """A store that connects on first use (a no-change run never touches the target)."""
     if ep.kind == "maildir":
@@ -22,6 +27,11 @@ def open_store(ep: Endpoint, password: Secret | None = None, *, cafile: str | No
 
         assert ep.path is not None
         return MaildirStore(ep.path, fsync=fsync)
+    if ep.kind == "mbox":
+        from mailctl.sync.mbox import MboxStore
+
+        assert ep.path is not None
+        return MboxStore(ep.path, ep.mode)
     from mailctl.sync.imapstore import ImapStore
 
     if password is None:

@@ -1,0 +1,531 @@
+"""`mailctl move`: a whole domain from one provider to another, losing nothing.
+
+Every phase is built from another capability (STYLE 2.4) and is idempotent, so
+`move run` after kill -9 simply runs the unfinished phase again:
+
+- inventory (`move start`): the source as `import` reads it, and the target's
+  config: the same YAML with the provider swapped. What the target cannot
+  store is listed before anything is touched, and the move refuses unless the
+  operator accepts exactly that list (it stays in the project and the report).
+- provision: plan/apply of that config, creates only; passwords mailctl sets
+  are written to the project's secrets.tsv before the provider is asked.
+- presync: every mailbox through the sync engine (state per mailbox, resumable).
+- lower-ttl, cutover: dns plan/apply (movedns.py); the cutover first runs one
+  more full pass (flags changed at the source since presync), then publishes.
+- delta: add-only passes (sync `Options.add_only`) until one copies nothing.
+  After the cutover users work at the target: a pass never changes a flag,
+  re-copies a message a user moved or deleted there, or copies anything twice
+  (the per-mailbox state knows every message already copied).
+- verify: a delta pass, then each mailbox with the sync engine's verify (counts, flags, internal
+  dates, content hashes; the target may hold more: mail that arrived there).
+- keep: the source stays for N days; `move run` then runs another delta pass.
+
+The per-mailbox work is plain methods (`presync_one`, `delta_one`,
+`verify_one`, `settle_one`: address -> result), so a job queue can run them
+elsewhere.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mailctl.domain.moveproject import DOES, PHASES, Blocked, MoveError, Project
+from mailctl.errors import MailctlError
+
+if TYPE_CHECKING:
+    from mailctl.config.load import Config
+    from mailctl.domain.access import Access
+    from mailctl.domain.mailsync import MailboxResult, Progress
+
+SOURCE, TARGET, SECRETS = "source.yaml", "target.yaml", "secrets.tsv"
+
+
+class Incomplete(MailctlError):
+    """Some mailboxes could not be copied or checked this time (servers, sessions):
+    recorded per mailbox; `move run` again goes on from there (exit 3)."""
+
+
+# -- the plan: the target's config from the source's inventory -------------------------
+
+
+def _strip(doc: dict[str, Any], path: tuple[Any, ...]) -> Any:
+    """Remove what `path` points at in `doc`; the removed value (None if not there)."""
+    node: Any = doc
+    for key in path[:-1]:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    try:
+        return node.pop(path[-1])
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
+def target_config(config: Config, domain: str, target: str, inventory: str,
+                  mx: list[str] | None, accept_losses: bool
+                  ) -> tuple[str, list[dict[str, Any]]]:
+    """The target's config text, and what it leaves out (with accept_losses; else a
+    ConfigError lists it). The user's file with this domain's block replaced by the
+    inventory (what exists at the source, declared or not), the provider swapped, the
+    domain's `dns:` block kept (`mx` replaces its MX hosts)."""
+    import copy
+
+    import yaml
+
+    from mailctl.config.errors import ConfigError
+    from mailctl.config.load import load_config
+    from mailctl.dns.settings import PROVIDER_PROFILES
+
+    raw = yaml.safe_load(config.path.read_text())
+    rawname = config.desired.raw_domain[domain]
+    src_block = dict(raw["domains"][rawname] or {})
+    inv = yaml.safe_load(inventory)["domains"]
+    block: dict[str, Any] = dict(next(iter(inv.values())))
+    block["provider"] = target
+    dns = copy.deepcopy(src_block.get("dns")) or {}
+    src_type = config.providers[src_block["provider"]].type_name
+    if dns.get("profile") == PROVIDER_PROFILES.get(src_type):
+        dns.pop("profile")  # the source's own profile: the target's type decides
+    if mx:
+        dns["mx_hosts"] = list(mx)
+    if dns:
+        block["dns"] = dns
+    raw["domains"] = {rawname: block}
+    losses: list[dict[str, Any]] = []
+    for _ in range(50):
+        text = yaml.safe_dump(raw, sort_keys=False, allow_unicode=True)
+        try:
+            load_config(config.path, text=text)
+            return text, losses
+        except ConfigError as exc:
+            ours = [i for i in exc.issues if i.path[:2] == ("domains", rawname)
+                    and len(i.path) > 2 and i.path[2] not in ("provider", "dns")]
+            if not accept_losses or len(ours) != len(exc.issues):
+                raise
+            for issue in sorted(ours, key=lambda i: [str(p) for p in i.path], reverse=True):
+                value = _strip(raw, issue.path)
+                losses.append({"field": issue.dotted().removeprefix(f"domains.{rawname}."),
+                               "problem": issue.message,
+                               "value": value if isinstance(value, str | int | bool | list
+                                                            | dict) else repr(value)})
+    raise MoveError(f"cannot make a config for provider {target!r} from the inventory")
+
+
+def start(config: Config, domain: str, target: str, root: Path, *, mx: list[str] | None = None,
+          ttl: int = 300, keep_days: int = 7, maps: list[tuple[str, str]] | None = None,
+          accept_losses: bool = False, jobs: int = 4) -> Project:
+    """Inventory the source, plan the target, write the project; touches no provider."""
+    from mailctl.domain.access import SignInError, access_for
+    from mailctl.domain.backup import declared_yaml
+    from mailctl.util.atomic import atomic_write
+
+    source = config.desired.provider_of[domain]
+    if target == source:
+        raise MoveError(f"{domain} is already at provider {target!r} (expected another "
+                        "provider of the config)")
+    state = config.provider(source).read([domain])[domain]
+    if not state.exists:
+        raise MoveError(f"provider {source!r} holds no domain {domain}")
+    inventory = declared_yaml(config, source, state)
+    text, losses = target_config(config, domain, target, inventory, mx, accept_losses)
+    addresses = sorted(state.mailboxes)
+    src = access_for(config, source)
+    access_for(config, target)  # configured and readable: checked before anything is written
+    lacking = src.missing(addresses)
+    if lacking:
+        raise MoveError(f"no way to sign in to {len(lacking)} mailboxes at {source!r} "
+                        f"({src.describe()}): {', '.join(lacking[:10])}")
+    failures = src.check(addresses, jobs * 2)
+    if failures:
+        raise SignInError(source, failures)
+    from mailctl.util.private import private_dir
+
+    # the files first, the state last: a start killed half-way leaves no move.json,
+    # so `move start` simply runs again
+    private_dir(root)
+    atomic_write(root / SOURCE, inventory, 0o600)
+    atomic_write(root / TARGET, text, 0o600)
+    project = Project.create(root, {
+        "domain": domain, "source": source, "target": target,
+        "config": str(config.path.resolve()), "addresses": addresses, "ttl": ttl,
+        "keep_days": keep_days, "maps": [list(m) for m in maps or []], "mx": list(mx or []),
+        "losses": losses, "aliases": sorted(state.aliases)})
+    project.mark("inventory", mailboxes=len(addresses), aliases=len(state.aliases),
+                 losses=len(losses))
+    return project
+
+
+# -- running -------------------------------------------------------------------------------
+
+
+class Move:
+    """One move project with its config loaded: the phases and the per-mailbox steps."""
+
+    def __init__(self, project: Project, config: Config, *, jobs: int = 4,
+                 progress: Progress | None = None, say: Any = None) -> None:
+        self.project, self.config, self.jobs = project, config, jobs
+        self.progress = progress
+        self.say = say or (lambda text: None)
+        self._src: Access | None = None
+        self._dst: Access | None = None
+        self._target: Config | None = None
+
+    # -- what each side is -----------------------------------------------------------
+    @property
+    def domain(self) -> str:
+        return self.project.domain
+
+    @property
+    def target_config(self) -> Config:
+        from mailctl.config.load import load_config
+
+        if self._target is None:
+            text = self.project.path(TARGET).read_text()
+            self._target = load_config(self.config.path, text=text)
+        return self._target
+
+    @property
+    def src(self) -> Access:
+        from mailctl.domain.access import access_for
+
+        if self._src is None:
+            self._src = access_for(self.config, self.project.data["source"])
+        return self._src
+
+    @property
+    def dst(self) -> Access:
+        from mailctl.domain.access import access_for, read_passwords
+
+        if self._dst is None:
+            secrets = self.project.path(SECRETS)
+            known = read_passwords(secrets) if secrets.exists() else {}
+            self._dst = access_for(self.config, self.project.data["target"], known=known)
+        return self._dst
+
+    def _maps(self, s: Any, d: Any) -> list[tuple[str, str]]:
+        from mailctl.sync.roles import role_maps, roles
+
+        own = [(str(a), str(b)) for a, b in self.project.data.get("maps") or []]
+        return role_maps(roles(s), roles(d), own)
+
+    # -- per mailbox (plain functions of an address, for a job queue) ------------------
+    def _sync(self, address: str, step: str, add_only: bool) -> MailboxResult:
+        from mailctl.domain.mailsync import sync_one
+        from mailctl.sync.engine import Options
+
+        p = self.project.data
+        res = sync_one(address, lambda: self.src.store(address, readonly=True),
+                       lambda: self.dst.store(address),
+                       str(self.project.sync_state(address)),
+                       Options(jobs=2, add_only=add_only),
+                       (f"{p['source']}:{address}", f"{p['target']}:{address}"),
+                       self.progress, maps=self._maps)
+        self.project.record(address, step, res.as_dict())
+        return res
+
+    def presync_one(self, address: str) -> MailboxResult:
+        """Everything at the source, flags included (nobody works at the target yet)."""
+        return self._sync(address, "presync", add_only=False)
+
+    def delta_one(self, address: str) -> MailboxResult:
+        """Only messages new at the source: what users did at the target stays."""
+        return self._sync(address, "delta", add_only=True)
+
+    def verify_one(self, address: str) -> dict[str, Any]:
+        """The sync engine's verify, folder by folder (counts, flags, internal dates,
+        content hashes; the target may hold more). After the cutover users work at the
+        target, so a message found in another of its folders (moved there) or with other
+        flags is reported, not a failure; a source message whose content is nowhere in
+        the target mailbox, or with another date, is."""
+        from mailctl.sync.engine import Options
+        from mailctl.sync.imapwire import ImapError
+        from mailctl.sync.model import SyncError
+        from mailctl.sync.verify import _digest, verify
+
+        def hashes(store: Any) -> Counter[str]:
+            out: Counter[str] = Counter()
+            for folder in store.folders():
+                out.update(h for h, _, _ in _digest(store, folder).elements())
+            return out
+
+        try:
+            src = self.src.store(address, readonly=True)
+            dst = self.dst.store(address, readonly=True)
+            try:
+                rep = verify(src, dst, Options(maps=self._maps(src, dst)), allow_extra=True)
+                moved = sum(f.missing for f in rep.folders)
+                gone = hashes(src) - hashes(dst) if moved else Counter()
+                lost = sum((gone - self._copied(address)).values()) if gone else 0
+            finally:
+                src.close()
+                dst.close()
+            errors = [f"{f.src}: {f.error}" for f in rep.folders
+                      if f.error and f.error != "missing at the target"]
+            dates = sum(f.date_mismatch for f in rep.folders)
+            out = {"ok": not lost and not dates and not errors,
+                   "messages": sum(f.src_count for f in rep.folders), "missing": lost,
+                   "removed_at_target": sum(gone.values()) - lost,
+                   "elsewhere": moved - sum(gone.values()),
+                   "flag_mismatch": sum(f.flag_mismatch for f in rep.folders),
+                   "date_mismatch": dates, "extra": sum(f.extra for f in rep.folders),
+                   "errors": errors}
+        except (MailctlError, SyncError, ImapError, OSError) as exc:
+            from mailctl.secret import scrub
+
+            out = {"ok": False, "error": scrub(str(exc))[:500]}
+        self.project.record(address, "verify", out)
+        return out
+
+    def _copied(self, address: str) -> Counter[str]:
+        """Content hashes of the messages the sync state says were copied (or found) at
+        the target: one that is not there any more was removed there after the copy."""
+        from mailctl.sync.state import State
+
+        path = self.project.sync_state(address)
+        out: Counter[str] = Counter()
+        if not path.exists():
+            return out
+        state = State(str(path), dry_run=True)  # a read-only copy: nothing written
+        try:
+            for name in state.folders():
+                out.update(p.hash for p in state.pairs(name).values())
+        finally:
+            state.close()
+        return out
+
+    def _all(self, step: str, one: Any) -> dict[str, Any]:
+        from mailctl.domain.mailsync import run_all
+
+        if self.progress is not None:
+            self.progress.done, self.progress.total = 0, 0
+        results = run_all(self.project.addresses, one, self.jobs)
+        outcome = {a: (r if isinstance(r, dict) else r.as_dict()) for a, r in results.items()}
+        bad = {a: r for a, r in outcome.items() if not r.get("ok")}
+        if bad:
+            first = next(iter(bad.items()))
+            why = first[1].get("error") or "; ".join(first[1].get("errors") or []) or (
+                f"{first[1].get('missing')} missing, {first[1].get('flag_mismatch')} flags, "
+                f"{first[1].get('date_mismatch')} dates differ")
+            raise Incomplete(f"{step}: {len(bad)} of {len(results)} mailboxes did not "
+                             f"complete, e.g. {first[0]}: {why} (`mailctl move run` goes on "
+                             "from here)")
+        return results
+
+    # -- phases ------------------------------------------------------------------------
+    def run(self, until: str | None = None, *, ttl_wait: bool = True,
+            resolver: str | None = None, max_passes: int = 10) -> list[str]:
+        """Advance phase by phase up to `until` (all by default); the phases done now.
+        A move in its keep phase gets one more delta pass."""
+        if self.project.ended:
+            raise MoveError(f"the move of {self.domain} has {self.project.ended.replace('-', ' ')}"
+                            " (nothing left to run)")
+        done: list[str] = []
+        if self.project.done("keep"):
+            self.delta_pass()
+            self.project.event("keep: delta pass")
+            return ["delta"]
+        for phase in PHASES:
+            if not self.project.done(phase):
+                self.say(f"{phase}: {DOES[phase]}")
+                try:
+                    getattr(self, "phase_" + phase.replace("-", "_"))(
+                        ttl_wait=ttl_wait, resolver=resolver, max_passes=max_passes)
+                except Blocked as exc:
+                    self.project.data["blocked"] = str(exc)
+                    self.project.save()
+                    raise
+                if self.project.data.pop("blocked", None) is not None:
+                    self.project.save()
+                done.append(phase)
+            if phase == until:
+                break
+        return done
+
+    def phase_inventory(self, **_: Any) -> None:  # written by start(); kept for symmetry
+        self.project.mark("inventory")
+
+    def phase_provision(self, **_: Any) -> None:
+        import dataclasses
+
+        from mailctl.model import Kind
+        from mailctl.provision.changes import Action, Status
+        from mailctl.provision.engine import execute, make_plan
+
+        cfg = self.target_config
+        plan = make_plan(cfg, domains=[self.domain])
+        creates = [c for c in plan.changes if c.action is Action.CREATE]
+        skipped = [f"{c.action.value} {c.kind.value} {c.key}" for c in plan.changes
+                   if c.action is not Action.CREATE]
+        if skipped:  # the target holds something else already: not ours to change
+            self.project.event("provision: left as found at the target: "
+                               + "; ".join(skipped[:20]))
+        failed: list[str] = []
+        if creates:
+            applied = execute(cfg, dataclasses.replace(plan, changes=creates),
+                              secrets_out=self.project.path(SECRETS))
+            failed = [f"{o.change.kind.value} {o.change.key}: {o.error}"
+                      for o in applied.outcomes if o.status is not Status.DONE]
+            self.dst.known.update(applied.generated)
+            if failed:
+                raise Incomplete("provision: " + "; ".join(failed[:5]))
+        lacking = self.dst.missing(self.project.addresses)
+        if lacking:
+            raise MoveError(f"no way to sign in to {', '.join(lacking[:10])} at provider "
+                            f"{self.project.data['target']!r} ({self.dst.describe()}): they "
+                            "existed there before the move; give their passwords "
+                            "(mail_access passwords file) or configure a master user")
+        self.project.mark("provision", created=len(creates),
+                          mailboxes=sum(1 for c in creates if c.kind is Kind.MAILBOX))
+
+    def phase_presync(self, **_: Any) -> None:
+        results = self._all("presync", self.presync_one)
+        self.project.mark("presync", copied=sum(r.copied for r in results.values()))
+
+    def phase_lower_ttl(self, *, resolver: str | None = None, **_: Any) -> None:
+        from mailctl.domain import movedns
+
+        self.project.data.setdefault("dns_touched", time.time())
+        self.project.save()
+        info = movedns.publish(self, "lower-ttl", resolver)
+        self.project.mark("lower-ttl", **info)
+
+    def phase_cutover(self, *, ttl_wait: bool = True, resolver: str | None = None,
+                      **_: Any) -> None:
+        from mailctl.domain import movedns
+
+        lowered = self.project.data["done"]["lower-ttl"]
+        ready = float(lowered["at"]) + float(lowered.get("old_ttl") or 0)
+        if ttl_wait and time.time() < ready:
+            raise Blocked(f"cutover waits until {_utc(ready)} for resolvers to forget the "
+                          f"old TTL ({lowered.get('old_ttl')} s); `move run --no-ttl-wait` "
+                          "cuts over now (mail that still reaches the old side is copied by "
+                          "the delta passes)")
+        if not self.project.data.get("catchup_done"):
+            self._all("cutover", lambda a: self._sync(a, "catchup", add_only=False))
+            self.project.data["catchup_done"] = time.time()
+            self.project.event("cutover: last full pass done")
+        self.project.data.setdefault("cutover_started", time.time())
+        self.project.save()
+        info = movedns.publish(self, "cutover", resolver)
+        self.project.mark("cutover", **info)
+
+    def delta_pass(self) -> int:
+        results = self._all("delta", self.delta_one)
+        return sum(r.copied for r in results.values())
+
+    def phase_delta(self, *, max_passes: int = 10, **_: Any) -> None:
+        copied = []
+        for _n in range(max_passes):
+            copied.append(self.delta_pass())
+            self.say(f"delta pass {len(copied)}: {copied[-1]} new messages")
+            if copied[-1] == 0:
+                break
+        self.project.mark("delta", passes=len(copied), copied=sum(copied),
+                          quiet=copied[-1] == 0)
+
+    def settle_one(self, address: str) -> dict[str, Any]:
+        """A delta pass, then verify; again (up to 3 times) while messages are missing:
+        mail keeps arriving at the source after the delta phase (stale resolvers), and
+        a message that came in between the two is not a difference."""
+        out: dict[str, Any] = {}
+        for _n in range(3):
+            res = self.delta_one(address)
+            if not res.ok:
+                return res.as_dict()
+            out = self.verify_one(address)
+            if not out.get("missing"):
+                break
+        return out
+
+    def phase_verify(self, **_: Any) -> None:
+        self._all("verify", self.settle_one)
+        self.write_report("verified")
+        self.project.mark("verify")
+
+    def phase_keep(self, **_: Any) -> None:
+        days = int(self.project.data["keep_days"])
+        self.project.mark("keep", until=time.time() + days * 86400)
+
+    # -- the end ---------------------------------------------------------------------
+    def finish(self, now: bool = False, resolver: str | None = None) -> None:
+        from mailctl.domain import movedns
+
+        if self.project.ended:
+            raise MoveError(f"the move has {self.project.ended.replace('-', ' ')} already")
+        if not self.project.done("keep"):
+            raise MoveError(f"the move is not verified yet (next: {self.project.next_phase}; "
+                            "`mailctl move run` first)")
+        until = float(self.project.data["done"]["keep"]["until"])
+        if time.time() < until and not now:
+            raise Blocked(f"the source is kept until {_utc(until)}; `move finish --now` "
+                          "ends the move earlier")
+        self.delta_pass()
+        info = movedns.publish(self, "finish", resolver)
+        self.project.data["ended"] = "finished"
+        self.project.mark("finish", **info)
+        self.write_report("finished")
+
+    def rollback(self, resolver: str | None = None) -> dict[str, Any]:
+        """MX back to the source (if it had moved); what arrived at the target meanwhile."""
+        from mailctl.domain import movedns
+
+        if self.project.ended:
+            raise MoveError(f"the move has {self.project.ended.replace('-', ' ')} already "
+                            "(a finished move is undone by moving back)")
+        info: dict[str, Any] = {}
+        if self.project.data.get("dns_touched"):  # a lowered TTL goes back up too
+            info = movedns.publish(self, "rollback", resolver)
+        arrived = {}
+        if self.project.done("provision"):
+            arrived = {a: self.arrived_one(a) for a in self.project.addresses}
+        self.project.data["ended"] = "rolled-back"
+        self.project.data["arrived_at_target"] = arrived
+        self.project.mark("rollback", **info)
+        self.write_report("rolled back")
+        return arrived
+
+    def arrived_one(self, address: str) -> dict[str, Any]:
+        """Messages at the target the source does not have, per folder (mail that was
+        delivered to the target after the cutover, or that users put there)."""
+        from mailctl.sync.engine import Options
+        from mailctl.sync.imapwire import ImapError
+        from mailctl.sync.model import SyncError
+        from mailctl.sync.verify import verify
+
+        try:
+            dst = self.dst.store(address, readonly=True)
+            src = self.src.store(address, readonly=True)
+            try:
+                maps = [(b, a) for a, b in self._maps(src, dst)]
+                rep = verify(dst, src, Options(maps=maps), allow_extra=True)
+            finally:
+                src.close()
+                dst.close()
+        except (MailctlError, SyncError, ImapError, OSError) as exc:
+            from mailctl.secret import scrub
+
+            return {"error": scrub(str(exc))[:300]}
+        return {f.src: f.missing for f in rep.folders if f.missing}
+
+    def write_report(self, what: str) -> None:
+        import json
+
+        from mailctl.util.atomic import atomic_write
+
+        d = self.project.data
+        report = {"version": 1, "domain": d["domain"], "source": d["source"],
+                  "target": d["target"], "state": what, "at": time.time(),
+                  "not_moved": d.get("losses", []),
+                  "temporary_passwords_for": sorted(self.dst.known),
+                  "arrived_at_target": d.get("arrived_at_target"),
+                  "mailboxes": d["mailboxes"]}
+        atomic_write(self.project.path("report.json"),
+                     json.dumps(report, indent=2, sort_keys=True) + "\n", 0o600)
+
+
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
