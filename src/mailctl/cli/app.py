@@ -18,6 +18,7 @@ from mailctl.cli import (
     console,
     dns,
     domain,
+    jobs,
     passwords,
     probe,
     provision,
@@ -94,6 +95,7 @@ app.add_typer(domain.app, name="domain", help="Back up and restore a whole mail 
 probe.register(app)
 console.register(app)
 passwords.register(app)
+jobs.register(app)
 
 
 # -- help text: metavars a person can read ----------------------------------------------
