@@ -79,8 +79,9 @@ def jobs_cli(base: Path, *args: str | Path, timeout: float = 120) -> Result:
 def established(port: int) -> int:
     """Connections the server on `port` holds (ESTABLISHED sockets whose local port is
     the server's), read from the kernel's tables: what the server sees, whoever opened
-    them."""
-    n = 0
+    them. Counted as a set of peers: the kernel's table may list a socket twice when it
+    changes between two pages of one read."""
+    peers: set[str] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -89,8 +90,8 @@ def established(port: int) -> int:
         for line in lines:
             parts = line.split()
             if parts[3] == "01" and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                n += 1
-    return n
+                peers.add(parts[2])
+    return len(peers)
 
 
 class ConnectionCounter:

@@ -46,11 +46,12 @@ RETRY = RetryStrategy(max_attempts=ATTEMPTS, wait=_WAIT, linear_wait=_WAIT,
 LOCK_WAIT = 30.0  # seconds a job waits for its account's lock before it is retried later
 
 _queue: Any = None  # the QueueUrl, set by the worker before it runs jobs
+_name: str | None = None  # the worker's --name
 
 
-def use_queue(url: Any) -> None:
-    global _queue
-    _queue = url
+def use_queue(url: Any, name: str | None = None) -> None:
+    global _queue, _name
+    _queue, _name = url, name
 
 
 def account_key(src: str, dst: str) -> str:
@@ -58,7 +59,7 @@ def account_key(src: str, dst: str) -> str:
 
 
 def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return _name or f"{socket.gethostname()}:{os.getpid()}"
 
 
 @contextlib.contextmanager

@@ -42,7 +42,7 @@ async def run(url: QueueUrl, concurrency: int, stalled_after: float, until_empty
     from mailctl.jobs import tasks
     from mailctl.jobs.queue import app
 
-    tasks.use_queue(url)
+    tasks.use_queue(url, name)
     application = app(url)
     heartbeat = max(0.5, stalled_after / 4)
     async with application.open_async():
