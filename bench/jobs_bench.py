@@ -52,7 +52,7 @@ def _count(info: object, user: str, pw: str) -> int:
             assert isinstance(raw, bytes)
             name = raw.rsplit(b' "." ', 1)[1].strip(b'"').decode()
             _, st = c.status(f'"{name}"', "(MESSAGES)")
-            n += int(st[0].split(b"MESSAGES ")[1].rstrip(b")"))  # type: ignore[union-attr]
+            n += int(st[0].split(b"MESSAGES ")[1].rstrip(b")"))
         return n
     finally:
         c.logout()
@@ -138,8 +138,8 @@ def main() -> int:
                   f"{n * m / wall:7.0f} msg/s  {n * m / cpu:7.0f} msg/CPU-s  "
                   f"lost {lost} dup {dup}  jobs: {jobs}  (load {load:.1f})", flush=True)
         base = results[0]
-        print(f"\n| run | wall | vs migrate | client CPU | vs migrate | msg/s | msg per CPU-s "
-              f"| lost / duplicated | jobs |\n|---|---|---|---|---|---|---|---|---|")
+        print("\n| run | wall | vs migrate | client CPU | vs migrate | msg/s | msg per CPU-s "
+              "| lost / duplicated | jobs |\n|---|---|---|---|---|---|---|---|---|")
         for run, wall, cpu, lost, dup, jobs, _ in results:
             print(f"| {run} | {wall:.1f} s | {wall / base[1]:.2f} | {cpu:.1f} s | "
                   f"{cpu / base[2]:.2f} | {n * m / wall:.0f} | {n * m / cpu:.0f} | "

@@ -36,7 +36,7 @@ from mailctl.jobs import failures
 
 bp = Blueprint()
 
-# Retries of a server that is down or drops us: attempts, and the wait before the
+# Retries of a server that is down or drops us: how many (after the first run), and the wait before the
 # first (growing by as much each time: 10, 20, 30 ... s). MAILCTL_JOBS_RETRY_WAIT lets
 # tests wait less.
 ATTEMPTS = int(os.environ.get("MAILCTL_JOBS_ATTEMPTS", "6"))
@@ -109,7 +109,7 @@ def _run(context: JobContext, account: str, servers: list[str],
                     progress.finished(conn, account, res)
                     return res.as_dict()  # type: ignore[no-any-return]
                 kind = failures.classify(res.error or "")
-                last = context.job.attempts + 1 >= ATTEMPTS if context.job else True
+                last = context.job.attempts >= ATTEMPTS if context.job else True  # retries
                 status = "retrying" if failures.retryable(kind) and not last else "failed"
                 progress.finished(conn, account, res, kind, res.error,
                                   failures.ADVICE[kind], status=status)
