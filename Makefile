@@ -105,6 +105,7 @@ bench: deps
 	$(BIN)/python bench/accounts_bench.py
 	$(BIN)/python bench/sync_bench.py
 	$(BIN)/python bench/probe_bench.py
+	$(BIN)/python bench/jobs_bench.py --accounts 200 --messages 20  # the full size: no flags
 
 clean:
 	-$(BIN)/mailctl sandbox down -f $(EXAMPLE) 2>/dev/null
