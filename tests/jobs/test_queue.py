@@ -112,6 +112,8 @@ def test_submit_once_a_worker_copies_and_a_second_submit_is_not_a_second_job(
     assert st["states"]["done"] == 6, st
     assert st["messages"] == sum(a["messages"] for a in st["accounts"]) > 0
     assert st["eta_seconds"] == 0.0
+    r = jobs_cli(tmp_path, "jobs", "status", "--watch", "--all", "--queue", queue)
+    assert r.code == 0 and "done 6" in r.out and "ETA 0m00s" in r.out, r.all
     _exact(src, dst, pairs)
     # submitted again once done: a new pass that finds nothing to copy
     r = jobs_cli(tmp_path, "jobs", "submit", "migrate", "--accounts", csv, "--queue", queue)
@@ -215,6 +217,7 @@ def test_failures_are_classified_and_auth_is_not_retried(
     r = jobs_cli(tmp_path, "jobs", "status", "--queue", queue)
     assert r.code == 1 and "what to do:" in r.out and "auth" in r.out
     assert "wrong-Password-77" not in r.all + workers.output() + json.dumps(st)
+    assert "Traceback" not in workers.output() and "auth: " in workers.output()
     # fix the password, retry the auth failures only
     Path(tmp_path / "p3d0").write_text(pairs[0][3] + "\n")
     r = jobs_cli(tmp_path, "jobs", "retry", "--failure", "auth", "--queue", queue)

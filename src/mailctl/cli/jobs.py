@@ -225,6 +225,18 @@ def cancel(accounts: AccountsArg = None, failure: FailureOpt = None, queue: Queu
               + (f"; {len(res['running'])} running, left to finish" if res["running"] else ""))
 
 
+def _expected_failure(record: Any) -> bool:
+    """A job that failed the way mailctl classifies (auth, quota, server down, ...) is one
+    log line, not a traceback: `jobs status` has its reason and what to do."""
+    from mailctl.jobs.failures import CopyFailed, CopyRefused
+
+    exc = record.exc_info[1] if record.exc_info else None
+    if isinstance(exc, CopyFailed | CopyRefused):
+        record.msg, record.args = f"{record.getMessage().split('(', 1)[0]}: {exc}", None
+        record.exc_info = record.exc_text = None
+    return True
+
+
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="jobs", help="Mail copy jobs on a PostgreSQL queue, across hosts.")
 
@@ -269,6 +281,7 @@ def register(root: typer.Typer) -> None:
             limits[server] = n
         handler = logging.StreamHandler(sys.stderr)
         handler.addFilter(ScrubFilter())
+        handler.addFilter(_expected_failure)
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         plog = logging.getLogger("procrastinate")
         plog.handlers[:] = [handler]

@@ -36,9 +36,9 @@ from mailctl.jobs import failures
 
 bp = Blueprint()
 
-# Retries of a server that is down or drops us: how many (after the first run), and the wait before the
-# first (growing by as much each time: 10, 20, 30 ... s). MAILCTL_JOBS_RETRY_WAIT lets
-# tests wait less.
+# Retries of a server that is down or drops us: how many (after the first run), and the
+# wait before the first (growing by as much each time: 10, 20, 30 ... s).
+# MAILCTL_JOBS_RETRY_WAIT lets tests wait less.
 ATTEMPTS = int(os.environ.get("MAILCTL_JOBS_ATTEMPTS", "6"))
 _WAIT = int(os.environ.get("MAILCTL_JOBS_RETRY_WAIT", "10"))
 RETRY = RetryStrategy(max_attempts=ATTEMPTS, wait=_WAIT, linear_wait=_WAIT,
