@@ -17,6 +17,7 @@ import typer
 
 from mailctl.cli.common import (
     FAILED,
+    INTERRUPTED,
     OK,
     PROVIDER,
     ConfigOpt,
@@ -299,4 +300,4 @@ def register(root: typer.Typer) -> None:
             asyncio.run(worker.run(url, concurrency, stalled_after, until_empty,
                                    name or worker_name()))
         except KeyboardInterrupt:
-            raise typer.Exit(130) from None
+            raise typer.Exit(INTERRUPTED) from None
