@@ -108,6 +108,7 @@ bench: deps imapsync
 	$(BIN)/python bench/probe_bench.py
 	$(BIN)/python bench/reports_bench.py
 	$(BIN)/python bench/domain_move_bench.py --imapsync $(IMAPSYNC)
+	$(BIN)/python bench/jobs_bench.py --accounts 200 --messages 20  # the full size: no flags
 
 # imapsync, the peer of bench/domain_move_bench.py: not packaged for Debian, so the script
 # comes from the imapsync repository at a pinned commit (2.229), checked against its

@@ -19,6 +19,7 @@ from mailctl.cli import (
     console,
     dns,
     domain,
+    jobs,
     move,
     passwords,
     probe,
@@ -99,6 +100,7 @@ probe.register(app)
 reports.register(app)
 console.register(app)
 passwords.register(app)
+jobs.register(app)
 
 
 # -- help text: metavars a person can read ----------------------------------------------

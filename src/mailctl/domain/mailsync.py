@@ -107,11 +107,13 @@ def _lost(text: str) -> bool:
 def sync_one(address: str, open_src: Callable[[], Any], open_dst: Callable[[], Any],
              state_path: str, opts: Any, bind: tuple[str, str],
              progress: Progress | None = None,
-             maps: Callable[[Any, Any], list[tuple[str, str]]] | None = None
-             ) -> MailboxResult:
+             maps: Callable[[Any, Any], list[tuple[str, str]]] | None = None,
+             open_state: Callable[[], Any] | None = None) -> MailboxResult:
     """One mailbox: open both sides, lock and open its state, run the engine.
     `bind` names the pair the state belongs to (refused for any other pair);
     `maps` (given both stores) sets the folder maps before the copy starts.
+    `open_state`: the state elsewhere than in a local file (the job queue keeps it in
+    PostgreSQL and locks the account there); `state_path` then only names it.
 
     A session lost on the way is not the end of a long copy: both sides are opened
     again (signing in anew: an OAuth2 token is refreshed then) and the engine resumes
@@ -133,8 +135,9 @@ def sync_one(address: str, open_src: Callable[[], Any], open_dst: Callable[[], A
             progress.add(address, done - prev)
 
     try:
-        with locked_state(state_path):
-            state = State(state_path)
+        with (contextlib.nullcontext() if open_state is not None
+              else locked_state(state_path)):
+            state = open_state() if open_state is not None else State(state_path)
             try:
                 problem = state.check_endpoints(*bind)
                 if problem:
