@@ -168,7 +168,7 @@ def test_one_read_per_provider_however_many_domains(tmp_path: Path, monkeypatch)
     reads: list[tuple[str, ...]] = []
     real = DmsProvider.read
 
-    def counted(self: DmsProvider, domains):  # type: ignore[no-untyped-def]
+    def counted(self: DmsProvider, domains: list[str]) -> object:
         reads.append(tuple(domains))
         return real(self, domains)
 
