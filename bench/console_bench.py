@@ -30,7 +30,9 @@ and Debian's Chromium; from the click on "Sign in" (through the OP's form,
 filled by the robot) to the rendered dashboard. Bar: under 1 s. Each run's
 requests are listed with their own time (Chromium's resource timing), and the
 CPU seconds the console, the OP and Chromium spent per run, so a slow run says
-where its time went.
+where its time went. Its peer in the same run: the same clicks through the same
+hops served by two stdlib servers that do nothing (Chromium's and the robot's
+own floor on this machine at this load).
 """
 
 from __future__ import annotations
@@ -198,12 +200,15 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def browser_flow(url: str, op: Any, login: str, password: str, n: int,
-                 console_pid: int) -> list[dict[str, Any]]:
+                 console_pid: int | None) -> list[dict[str, Any]]:
+    """Timed sign-ins; with `console_pid` None (the floor) only wall and Chromium CPU."""
     from playwright.sync_api import Request, sync_playwright
     from tests.fixtures.browser import CHROMIUM
 
     def cpus() -> tuple[float, float, float]:
         """(console, OP, Chromium + Playwright's driver): the rest of this process's tree."""
+        if console_pid is None:
+            return 0.0, 0.0, cpu_seconds(os.getpid(), tree=True) - cpu_seconds(os.getpid())
         console, idp = cpu_seconds(console_pid), cpu_seconds(op.proc.pid)
         rest = cpu_seconds(os.getpid(), tree=True) - cpu_seconds(os.getpid()) - console - idp
         return console, idp, rest
@@ -242,7 +247,7 @@ def browser_flow(url: str, op: Any, login: str, password: str, n: int,
                 requests = []
                 for r in steps:
                     timing = r.timing
-                    where = "op" if r.url.startswith(op.issuer) else "console"
+                    where = "op" if op and r.url.startswith(op.issuer) else "console"
                     path = r.url.split("?")[0].split("/", 3)[-1]
                     requests.append({"what": f"{r.method} {where} /{path[:40]}",
                                      "ms": round(timing["responseEnd"], 1)})
@@ -256,6 +261,69 @@ def browser_flow(url: str, op: Any, login: str, password: str, n: int,
         finally:
             browser.close()
     return out[1:]
+
+
+def floor_servers() -> tuple[str, Any]:
+    """Two stdlib HTTP servers replaying the sign-in's hops with no work behind them.
+
+    The same redirects and pages as the real flow (console /login -> OP /auth ->
+    form -> POST -> two OP hops -> console /auth/callback -> /admin with its
+    stylesheet), each answered at once: what the same clicks cost Chromium and
+    the robot on this machine, in this run, when neither app does anything."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    ports: dict[str, int] = {}
+    pages = {
+        "/": b'<link rel="stylesheet" href="/s.css"><a id="signin" href="/login">Sign in</a>',
+        "/form": b'<form method="post" action="/post"><input id="op-user" name="u">'
+                 b'<input id="op-password" name="p" type="password">'
+                 b'<button id="op-submit">Sign in</button></form>',
+        "/admin": b'<link rel="stylesheet" href="/s.css">'
+                  b'<table id="domains"><tr><td>d</td></tr></table>',
+        "/s.css": b"body { margin: 0 }"}
+
+    def hops(side: str) -> dict[str, str]:
+        op, con = f"http://127.0.0.1:{ports['op']}", f"http://127.0.0.1:{ports['console']}"
+        return ({"/login": f"{op}/auth", "/cb": "/admin"} if side == "console" else
+                {"/auth": "/form", "/post": "/a1", "/a1": "/i2", "/i2": "/a2",
+                 "/a2": f"{con}/cb"})
+
+    def handler(side: str) -> type[BaseHTTPRequestHandler]:
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                to = hops(side).get(path)
+                body = b"" if to else pages.get(path, b"")
+                self.send_response(303 if to else 200)
+                if to:
+                    self.send_header("Location", to)
+                self.send_header("Content-Type",
+                                 "text/css" if path.endswith(".css") else "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.do_GET()
+        return H
+
+    servers = {}
+    for side in ("console", "op"):
+        servers[side] = ThreadingHTTPServer(("127.0.0.1", 0), handler(side))
+        ports[side] = servers[side].server_address[1]
+        threading.Thread(target=servers[side].serve_forever, daemon=True).start()
+
+    def stop() -> None:
+        for srv in servers.values():
+            srv.shutdown()
+            srv.server_close()
+
+    return f"http://127.0.0.1:{ports['console']}", stop
 
 
 def main() -> None:
@@ -331,11 +399,23 @@ def main() -> None:
         results["dashboard_bytes"] = size
         results["load_average"]["before_browser"] = loadavg()
         flows = browser_flow(url, op, "benchadmin", "bench-admin-pw", args.logins, pid)
+        floor_url, stop_floor = floor_servers()
+        try:
+            floor = browser_flow(floor_url, None, "x", "y", args.logins, None)
+        finally:
+            stop_floor()
         results["load_average"]["end"] = loadavg()
         clicks = [f["click_to_dashboard_s"] for f in flows]
+        floor_clicks = [f["click_to_dashboard_s"] for f in floor]
         results["browser_login"] = {
             "runs": flows, "median_s": round(statistics.median(clicks), 3),
             "max_s": round(max(clicks), 3)}
+        results["browser_floor"] = {
+            "what": "the same hops from two servers that do nothing (Chromium + robot only)",
+            "median_s": round(statistics.median(floor_clicks), 3),
+            "max_s": round(max(floor_clicks), 3),
+            "chromium_cpu_s_median": round(statistics.median(
+                f["cpu_s"]["chromium_and_driver"] for f in floor), 3)}
         results["bars"] = {"login_click_to_dashboard_under_1s": max(clicks) < 1.0}
         lines = [f"load average {results['load_average']}"]
         if not args.only_browser:
@@ -349,7 +429,8 @@ def main() -> None:
                          f"CPU {results['dashboard']['console_cpu_ms_per_request']} ms/request "
                          f"(static {results['static']['console_cpu_ms_per_request']})")
         lines.append(f"sign-in click to dashboard median {results['browser_login']['median_s']}"
-                     f" s, max {max(clicks)} s; first provider read {warm}")
+                     f" s, max {max(clicks)} s (the same hops with no app behind them: median "
+                     f"{results['browser_floor']['median_s']} s); first provider read {warm}")
         print(json.dumps(results, indent=2))
         print("\n" + "\n".join(lines), file=sys.stderr)
     finally:
