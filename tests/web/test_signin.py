@@ -32,3 +32,25 @@ def test_user_outside_the_allowed_claims_is_refused(site: Site, browser_page) ->
     assert "has no access to this console" in page.inner_text("#error-message")
     page.goto(site.url + "/me")
     assert page.inner_text("#error-title") == "Please sign in"
+
+
+def test_a_sign_in_makes_no_new_tls_context(site: Site, browser_page, monkeypatch) -> None:
+    """Authlib makes an httpx client per call (authorization URL, token, userinfo); each
+    loaded the CA bundle into a new TLS context, 50-60 ms of CPU apiece, most of the
+    console's CPU per sign-in. The console makes one context when it starts, with
+    httpx's defaults, and every call uses it: certificates are still checked."""
+    import ssl
+
+    tls = site.console.oidc.tls
+    assert tls.verify_mode is ssl.CERT_REQUIRED and tls.check_hostname
+    loads: list[object] = []
+    real = ssl.SSLContext.load_verify_locations
+
+    def counted(self: ssl.SSLContext, *args: object, **kwargs: object) -> None:
+        loads.append(args)
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    sign_in(browser_page, site, "admin", expect="/admin")
+    assert browser_page.locator("#domains").count() == 1
+    assert loads == []

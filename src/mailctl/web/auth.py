@@ -160,15 +160,23 @@ class OidcClient:
             warnings.simplefilter("ignore", DeprecationWarning)
             from authlib.integrations.starlette_client import OAuth
 
+        import httpx
+
         self.settings = settings
         self.redirect_uri = redirect_uri
         self.post_logout_uri = post_logout_uri
+        # Authlib makes a new httpx client for every call (the authorization URL, the
+        # token, userinfo): three per sign-in, each loading the CA bundle into a new TLS
+        # context, 50-60 ms of CPU apiece, 75 % of the console's CPU per sign-in
+        # (cProfile). One context, made here with httpx's own defaults (certifi, or
+        # SSL_CERT_FILE/SSL_CERT_DIR), is shared: the same certificate checks, once.
+        self.tls = httpx.create_ssl_context()
         oauth = OAuth()
         oauth.register(
             "console", client_id=settings.client_id, client_secret=client_secret.reveal(),
             server_metadata_url=f"{settings.issuer}/.well-known/openid-configuration",
             client_kwargs={"scope": " ".join(settings.scopes), "code_challenge_method": "S256",
-                           "timeout": settings.timeout})
+                           "timeout": settings.timeout, "verify": self.tls})
         self.client: Any = oauth.create_client("console")
 
     async def start(self, request: Request) -> Response:
