@@ -211,6 +211,9 @@ class Move:
         if self.project.ended:
             raise MoveError(f"the move of {self.domain} has {self.project.ended.replace('-', ' ')}"
                             " (nothing left to run)")
+        if self.project.data.get("rollback_started"):
+            raise MoveError("a rollback of this move is under way (`mailctl move rollback` "
+                            "again completes it)")
         done: list[str] = []
         if self.project.done("keep"):
             self.delta_pass()
@@ -344,6 +347,9 @@ class Move:
 
         if self.project.ended:
             raise MoveError(f"the move has {self.project.ended.replace('-', ' ')} already")
+        if self.project.data.get("rollback_started"):
+            raise MoveError("a rollback of this move is under way (`mailctl move rollback` "
+                            "again completes it)")
         if not self.project.done("keep"):
             raise MoveError(f"the move is not verified yet (next: {self.project.next_phase}; "
                             "`mailctl move run` first)")
@@ -365,6 +371,8 @@ class Move:
             raise MoveError(f"the move has {self.project.ended.replace('-', ' ')} already "
                             "(a finished move is undone by moving back)")
         info: dict[str, Any] = {}
+        self.project.data.setdefault("rollback_started", time.time())
+        self.project.save()
         if self.project.data.get("dns_touched"):  # a lowered TTL goes back up too
             info = movedns.publish(self, "rollback", resolver)
         arrived = {}
