@@ -359,6 +359,16 @@ def test_dns_by_hand_prints_the_records_and_waits_until_a_resolver_sees_them(
     assert r.code == 0, r.all
     assert json.loads(site.run("move", "status", "--json").out)["phase"] == "cutover"
 
+    # a rollback by hand waits the same way, and nothing else runs meanwhile
+    r = site.run("move", "rollback", *res)
+    assert r.code == 4 and f"IN MX 10 mx.old.{dom}." in r.err, r.all
+    r = site.run("move", "run", *res)
+    assert r.code == 1 and "rollback" in r.err, r.all
+    dns_lab.publish(dom, f"@ 3600 MX 10 mx.old.{dom}.")
+    r = site.run("move", "rollback", *res)
+    assert r.code == 0, r.all
+    assert json.loads(site.run("move", "status", "--json").out)["phase"] == "rolled-back"
+
 
 def test_rollback_after_lowering_the_ttl_raises_it_again(
         two_stacks: tuple[MailStack, MailStack], dns_lab: DnsLab, tmp_path: Path) -> None:

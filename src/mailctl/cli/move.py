@@ -150,7 +150,7 @@ def start(
     if to not in config.providers:
         usage(f"--to {to!r} is not a provider in {config.path}",
               "one of " + (", ".join(sorted(config.providers)) or "(none)"))
-    from mailctl.domain.move import start as start_move
+    from mailctl.domain.moveplan import start as start_move
 
     def go() -> Project:
         try:
