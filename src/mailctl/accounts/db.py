@@ -14,11 +14,7 @@ a directory made for it is 0700.
 
 from __future__ import annotations
 
-import logging
-import os
-import stat
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -31,17 +27,13 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    create_engine,
-    event,
     false,
     text,
 )
-from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from mailctl.util import sqlstore
 
 HEAD = "0003"  # the newest migration in accounts/migrations/versions
-BUSY_TIMEOUT_MS = 15_000
-SQLITE_SUFFIXES = ("", "-wal", "-shm", "-journal")
-log = logging.getLogger(__name__)
 
 metadata = MetaData()
 
@@ -116,88 +108,21 @@ def default_url(config_path: Path) -> str:
 
 
 def resolve_url(configured: str | None, config_path: Path) -> str:
-    """Config beats $MAILCTL_DB beats the default; relative SQLite paths are config-relative."""
-    url = configured or os.environ.get("MAILCTL_DB") or default_url(config_path)
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        rel = url[len("sqlite:///"):]
-        if rel and rel != ":memory:" and not rel.startswith("/"):
-            url = f"sqlite:///{(config_path.parent / rel).resolve()}"
-    return url
+    """Config beats $MAILCTL_DB beats the default."""
+    return sqlstore.resolve_url(configured, "MAILCTL_DB", default_url(config_path), config_path)
 
 
-def sqlite_file(url: str) -> Path | None:
-    """The database file of an SQLite URL; None for other databases and in-memory ones."""
-    if not url.startswith("sqlite:///"):
-        return None
-    rest = url[len("sqlite:///"):].split("?", 1)[0]
-    if not rest or rest == ":memory:" or rest.startswith("file:"):
-        return None
-    return Path(rest)
-
-
-def secure_sqlite_file(path: Path) -> None:
-    """Create the database file 0600 (its directory 0700 if we make it) before SQLite does.
-
-    A file we own that is readable by others (made by an older mailctl with the umask's
-    0644) is narrowed to 0600, with its -wal/-shm/-journal files."""
-    from mailctl.util.private import private_dir
-
-    private_dir(path.parent)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        os.close(fd)
-        return
-    for suffix in SQLITE_SUFFIXES:
-        part = path.with_name(path.name + suffix)
-        try:
-            st = part.stat()
-        except FileNotFoundError:
-            continue
-        if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_mode & 0o077:
-            os.chmod(part, 0o600)
-            log.warning("%s was readable by others (mode %o): narrowed to 0600", part,
-                        st.st_mode & 0o777)
+sqlite_file = sqlstore.sqlite_file
+secure_sqlite_file = sqlstore.secure_sqlite_file
 
 
 def make_engine(url: str, pool_size: int = 8) -> Engine:
-    if url.startswith("sqlite"):
-        path = sqlite_file(url)
-        if path is not None:
-            secure_sqlite_file(path)
-        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size * 4,
-                               connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
-        event.listen(engine, "connect", _sqlite_connect)
-        event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 4,
-                         pool_pre_ping=True)
-
-
-def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
-    dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
-    cur = dbapi_conn.cursor()
-    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
-
-
-def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    return sqlstore.make_engine(url, pool_size=pool_size, overflow=pool_size * 4,
+                                synchronous="NORMAL")
 
 
 def current_revision(engine: Engine) -> str | None:
-    try:
-        with engine.connect() as conn:
-            row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
-            conn.rollback()
-    except (OperationalError, ProgrammingError):
-        return None
-    return str(row[0]) if row else None
+    return sqlstore.current_revision(engine, "alembic_version")
 
 
 def migrate(engine: Engine) -> None:

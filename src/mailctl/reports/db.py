@@ -13,9 +13,7 @@ Migrations are Alembic's, as in accounts/; "already at head" costs one query.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -29,14 +27,12 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
     text,
 )
-from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from mailctl.util import sqlstore
 
 HEAD = "0001"
-BUSY_TIMEOUT_MS = 15_000
 VERSION_TABLE = "reports_alembic_version"  # the accounts store may share the database
 
 metadata = MetaData()
@@ -151,74 +147,23 @@ def default_url(config_path: Path) -> str:
 
 
 def resolve_url(configured: str | None, config_path: Path) -> str:
-    """Config beats $MAILCTL_REPORTS_DB beats the default; a relative SQLite path is
-    relative to the config file."""
-    url = configured or os.environ.get("MAILCTL_REPORTS_DB") or default_url(config_path)
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        rel = url[len("sqlite:///"):]
-        if rel and rel != ":memory:" and not rel.startswith("/"):
-            url = f"sqlite:///{(config_path.parent / rel).resolve()}"
-    return url
+    """Config beats $MAILCTL_REPORTS_DB beats the default."""
+    return sqlstore.resolve_url(configured, "MAILCTL_REPORTS_DB", default_url(config_path),
+                                config_path)
 
 
-def sqlite_path(url: str) -> Path | None:
-    if not url.startswith("sqlite:///"):
-        return None
-    rest = url[len("sqlite:///"):].split("?", 1)[0]
-    if not rest or rest == ":memory:" or rest.startswith("file:"):
-        return None
-    return Path(rest)
-
-
-def private_sqlite_file(path: Path) -> None:
-    """Create the database file 0600 (and a missing directory 0700) before SQLite does."""
-    if not path.parent.exists():
-        path.parent.mkdir(mode=0o700, parents=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    os.close(fd)
+sqlite_path = sqlstore.sqlite_file
 
 
 def make_engine(url: str, pool_size: int = 4) -> Engine:
-    if url.startswith("sqlite"):
-        path = sqlite_path(url)
-        if path is not None:
-            private_sqlite_file(path)
-        engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2,
-                               connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
-        event.listen(engine, "connect", _sqlite_connect)
-        event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size * 2,
-                         pool_pre_ping=True)
-
-
-def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
-    dbapi_conn.isolation_level = None  # BEGIN is ours
-    cur = dbapi_conn.cursor()
-    cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-    cur.execute("PRAGMA journal_mode=WAL")
-    # FULL: a commit that returned is on disk, so a report the mailbox then moves
-    # away is never lost to a power cut between the two.
-    cur.execute("PRAGMA synchronous=FULL")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
-
-
-def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # synchronous=FULL: a commit that returned is on disk, so a report the mailbox then
+    # moves away is never lost to a power cut between the two.
+    return sqlstore.make_engine(url, pool_size=pool_size, overflow=pool_size * 2,
+                                synchronous="FULL")
 
 
 def current_revision(engine: Engine) -> str | None:
-    try:
-        with engine.connect() as conn:
-            row = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).first()
-            conn.rollback()
-    except (OperationalError, ProgrammingError):
-        return None
-    return str(row[0]) if row else None
+    return sqlstore.current_revision(engine, VERSION_TABLE)
 
 
 def migrate(engine: Engine) -> None:
