@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.oidc",
     "tests.fixtures.browser",
+    "tests.fixtures.promtool",
 ]
