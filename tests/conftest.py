@@ -1,4 +1,17 @@
-"""Project-wide pytest plugins."""
+"""Project-wide pytest plugins, and no skipped test in CI.
+
+CI (`make test` on a fresh machine, with CI set) installs every dependency and
+runs as root, so a test that skips there hides a missing dependency or a broken
+set-up: it is reported as a failure with the skip's reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from typing import Any
+
+import pytest
 
 pytest_plugins = [
     "tests.fixtures.mailstack",
@@ -8,3 +21,14 @@ pytest_plugins = [
     "tests.fixtures.browser",
     "tests.fixtures.promtool",
 ]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, Any, None]:
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, where every dependency must be installed: {reason}"
