@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import select
-import signal
 import socket
 import time
 from collections.abc import Callable
@@ -196,21 +195,9 @@ class _Watch:
 def run(runner: Runner, once: bool) -> bool:
     """Run with SIGTERM/SIGINT handled (finish the batch in hand, then stop). Returns
     whether the last pass of some folder had errors."""
-    old = {s: signal.signal(s, runner.stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    wake_r, wake_w = socket.socketpair()
-    wake_w.setblocking(False)
-    try:
-        old_fd: int | None = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
-    except ValueError:  # not the main thread
-        old_fd = None
-    try:
+    from mailctl.util.signals import stop_signals
+
+    with stop_signals(runner.stop) as wake:
         if once:
             return any(r.errors for r in runner.once())
-        return runner.forever(wake_r if old_fd is not None else None)
-    finally:
-        if old_fd is not None:
-            signal.set_wakeup_fd(old_fd)
-        wake_r.close()
-        wake_w.close()
-        for s, h in old.items():
-            signal.signal(s, h)
+        return runner.forever(wake)

@@ -13,7 +13,6 @@ errors, and after a reconnect (backoff 1 s doubling to 5 min).
 from __future__ import annotations
 
 import contextlib
-import signal
 import socket
 import sqlite3
 import sys
@@ -246,29 +245,17 @@ def run_fetch(cfg: dict[str, Any], base: Path, state: Path, *, once: bool = Fals
                     str(r["deleted"]), "; ".join(r["errors"])[:120]] for r in reports])
             sys.stdout.flush()
 
-    # A signal ends a wait in select() at once: the handler sets STOP, the wake-up fd
-    # makes the socket readable.
-    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    wake_r, wake_w = socket.socketpair()
-    wake_w.setblocking(False)
+    from mailctl.util.signals import stop_signals
+
     try:
-        old_fd = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
-    except ValueError:  # not the main thread
-        old_fd = None
-    try:
-        if once:
-            reports = one_pass(cfg, base, db, out)
-            emit(reports)
-            failed = any(r["errors"] for r in reports)
-        else:
-            failed = _daemon(cfg, base, db, out, emit, wake_r if old_fd is not None else None)
+        with stop_signals(_on_signal) as wake:
+            if once:
+                reports = one_pass(cfg, base, db, out)
+                emit(reports)
+                failed = any(r["errors"] for r in reports)
+            else:
+                failed = _daemon(cfg, base, db, out, emit, wake)
     finally:
-        if old_fd is not None:
-            signal.set_wakeup_fd(old_fd)
-        wake_r.close()
-        wake_w.close()
-        for s, h in old.items():
-            signal.signal(s, h)
         out.close()
         db.close()
     return FAILED if failed else OK
