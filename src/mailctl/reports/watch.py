@@ -136,7 +136,11 @@ class Runner:
     def _wait(self, watches: list[_Watch], wake: socket.socket | None) -> None:
         live = [w for w in watches if w.store is not None and w.idle]
         conns = [getattr(w.store, "conn", None) for w in live]
-        if any(c is not None and (c.new_mail or c.buffered()) for c in conns):
+        # what is already received is read first: select() cannot see it, and a loop
+        # that only waited for it to be read would spin
+        self._read_idle([(w, c) for w, c in zip(live, conns, strict=True)
+                         if c is not None and c.buffered()])
+        if any(c is not None and c.new_mail for c in conns):
             return
         now = time.monotonic()
         times = [w.due if w.store is not None else w.retry for w in watches]
@@ -151,9 +155,12 @@ class Runner:
         if wake is not None and wake in ready:
             with contextlib.suppress(OSError):
                 wake.recv(64)
-        for w, c in zip(live, conns, strict=True):
-            if c is None or c.sock not in ready:
-                continue
+        self._read_idle([(w, c) for w, c in zip(live, conns, strict=True)
+                         if c is not None and c.sock in ready])
+
+    @staticmethod
+    def _read_idle(ready: list[tuple[_Watch, Any]]) -> None:
+        for w, c in ready:
             try:
                 c.idle_read()
             except (ImapError, OSError):

@@ -96,6 +96,21 @@ class Watch:
 MAX_BACKOFF = 300.0
 
 
+def _read_idle(cfg: dict[str, Any], ready: list[Watch],
+               report: Callable[[tuple[int, str], dict[str, Any]], None]) -> None:
+    """Read what IDLE sessions received (sets new_mail on EXISTS/RECENT); a session that
+    broke is reported and dropped, to be opened again after its backoff."""
+    for w in ready:
+        if w.store is None:
+            continue
+        try:
+            w.store.conn.idle_read()
+        except (ImapError, OSError) as exc:
+            key = (cfg["accounts"].index(w.acct), w.folder)
+            report(key, error_report(w.acct, f"{w.folder}: {exc}"))
+            w.drop(time.monotonic())
+
+
 def _daemon(cfg: dict[str, Any], base: Path, db: sqlite3.Connection, out: Deliverer,
             emit: Callable[[list[dict[str, Any]]], None], wake: socket.socket | None) -> bool:
     """IDLE where the server offers it (or `mode: idle`), polling elsewhere (`mode: poll`).
@@ -171,8 +186,11 @@ def _daemon(cfg: dict[str, Any], base: Path, db: sqlite3.Connection, out: Delive
                 break
             # wait: for news on any IDLE session, the next due pass, or a signal
             live = [w for w in watches if w.store is not None and w.store.connected]
-            if any(w.store.conn.new_mail or w.store.conn.buffered()  # type: ignore[union-attr]
-                   for w in live):
+            # what is already received is read first: select() cannot see it, and a loop
+            # that only waited for it to be read would spin
+            _read_idle(cfg, [w for w in live if w.store.conn.buffered()],  # type: ignore[union-attr]
+                       report)
+            if any(w.store.conn.new_mail for w in live if w.store is not None):
                 continue
             now = time.monotonic()
             times = [w.due if w.store is not None else w.retry for w in watches]
@@ -188,15 +206,8 @@ def _daemon(cfg: dict[str, Any], base: Path, db: sqlite3.Connection, out: Delive
             if wake is not None and wake in ready:
                 with contextlib.suppress(OSError):
                     wake.recv(64)
-            for w in live:
-                if w.store is None or w.store.conn.sock not in ready:
-                    continue
-                try:
-                    w.store.conn.idle_read()  # sets new_mail on EXISTS/RECENT
-                except (ImapError, OSError) as exc:
-                    key = (cfg["accounts"].index(w.acct), w.folder)
-                    report(key, error_report(w.acct, f"{w.folder}: {exc}"))
-                    w.drop(time.monotonic())
+            _read_idle(cfg, [w for w in live if w.store is not None
+                             and w.store.conn.sock in ready], report)
     finally:
         for w in watches:
             w.close()

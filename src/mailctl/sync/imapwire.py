@@ -220,6 +220,9 @@ class Connection:
             r = self._read_response()
             if r.line.startswith(b"+"):
                 self._idle_tag = tag
+                # an EXISTS that came in the same packet as the `+` is news now: left in
+                # the buffer, no select() would ever report it
+                self._take_idle_responses()
                 return
             if r.line.startswith(tag + b" "):
                 self._pending.discard(tag)
@@ -227,10 +230,11 @@ class Connection:
             self.new_mail = self.new_mail or _news(r.line)
 
     def buffered(self) -> bool:
-        """Bytes already received but not read (our buffer or TLS's): select() on the
-        socket would not see them."""
+        """A complete response already received but not read, or bytes TLS holds:
+        select() on the socket would not see them, so `idle_read()` must be called
+        without waiting. (Part of a line waits for select() like any other.)"""
         pending = getattr(self.sock, "pending", None)
-        return len(self._buf) > self._pos or bool(pending and pending())
+        return self._buf.find(b"\r\n", self._pos) >= 0 or bool(pending and pending())
 
     def idle_read(self) -> bool:
         """During IDLE, once the socket is readable (or `buffered()`): take what arrived,
@@ -238,6 +242,10 @@ class Connection:
         BYE (the server gave up on us) raises ImapError, as does a closed connection."""
         if self._buf.find(b"\r\n", self._pos) < 0:
             self._fill()
+        self._take_idle_responses()
+        return self.new_mail
+
+    def _take_idle_responses(self) -> None:
         while self._buf.find(b"\r\n", self._pos) >= 0:
             r = self._read_response()
             if r.line.startswith(self._idle_tag + b" ") or r.line.startswith(b"* BYE"):
@@ -245,7 +253,6 @@ class Connection:
                 self._idle_tag = b""
                 raise ImapError(self._describe(r.line))
             self.new_mail = self.new_mail or _news(r.line)
-        return self.new_mail
 
     def idle_wait(self, timeout: float) -> bool:
         """Wait in IDLE until new mail is reported (True) or `timeout` passes (False)."""
