@@ -103,6 +103,9 @@ def test_a_token_refresh_during_a_long_copy(oidc_provider: OidcProvider,
          {f"F{i:02d}": [(message(i * 1000 + j, rng=rng), "(\\Seen)", 1_600_000_000 + j)
                         for j in range(120)] for i in range(20)})
     monkeypatch.setenv("MAILCTL_SYNC_BATCH", "25")  # many commits along the way
+    # one folder at a time: a second folder worker would read every other folder while
+    # this one waits for the token to expire, leaving nothing for the kicked session
+    monkeypatch.setenv("MAILCTL_SYNC_JOBS", "1")
     config = load_config(tmp_path / "mailctl.yaml")
     access = access_for(config, "mail")
     progress = Progress()

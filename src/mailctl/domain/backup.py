@@ -191,7 +191,7 @@ def backup_domain(config: Config, domain: str, dest: Path, access: Access, *,
             return sync_one(
                 address, lambda: access.store(address, readonly=True),
                 lambda: MaildirStore(str(md)), str(md / STATE_NAME),
-                Options(jobs=2), (f"mailbox:{address}", "maildir:."), progress)
+                Options(), (f"mailbox:{address}", "maildir:."), progress)
 
         result.mailboxes = run_all(addresses, one, jobs)
         write_manifest(dest, domain, provider, list(state.mailboxes), result)
