@@ -59,32 +59,9 @@ def _root(
     ),
 ) -> None:
     """mailctl — mail domains as code."""
-    _logging(verbose)
+    from mailctl.cli.common import setup_logging
 
-
-def _logging(verbosity: int) -> None:
-    """Log lines go to stderr through the secret scrubber, whatever a caller logs."""
-    import logging
-
-    from mailctl.secret import ScrubFilter
-
-    handler = logging.StreamHandler()
-    handler.addFilter(ScrubFilter())
-    if verbosity:
-        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    else:
-        fmt = "%(levelname_lower)s: %(message)s"
-        handler.addFilter(_lower_level)
-    handler.setFormatter(logging.Formatter(fmt))
-    root = logging.getLogger("mailctl")
-    root.handlers[:] = [handler]
-    root.propagate = False
-    root.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))
-
-
-def _lower_level(record: object) -> bool:
-    record.levelname_lower = record.levelname.lower()  # type: ignore[attr-defined]
-    return True
+    setup_logging(verbose)
 
 
 provision.register(app)

@@ -156,3 +156,28 @@ def check_input_dir(path: Path, option: str) -> None:
         usage(f"{option} {path} does not exist", "an existing directory")
     if not path.is_dir():
         usage(f"{option} {path} is not a directory", "an existing directory")
+
+
+def setup_logging(verbosity: int) -> None:
+    """Log lines go to stderr through the secret scrubber, whatever a caller logs."""
+    import logging
+
+    from mailctl.secret import ScrubFilter
+
+    handler = logging.StreamHandler()
+    handler.addFilter(ScrubFilter())
+    if verbosity:
+        fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    else:
+        fmt = "%(levelname_lower)s: %(message)s"
+        handler.addFilter(_lower_level)
+    handler.setFormatter(logging.Formatter(fmt))
+    root = logging.getLogger("mailctl")
+    root.handlers[:] = [handler]
+    root.propagate = False
+    root.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))
+
+
+def _lower_level(record: object) -> bool:
+    record.levelname_lower = record.levelname.lower()  # type: ignore[attr-defined]
+    return True

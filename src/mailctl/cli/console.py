@@ -63,9 +63,9 @@ def serve(
     os.environ["MAILCTL_CONFIG"] = str(config.path.resolve())
     os.environ["MAILCTL_CONSOLE_URL"] = url
     if not logging.getLogger("mailctl").handlers:
-        from mailctl.cli.app import _logging
+        from mailctl.cli.common import setup_logging
 
-        _logging(1)
+        setup_logging(1)
     logging.getLogger("mailctl").setLevel(logging.INFO)
     err(f"console on http://{h}:{p} (public URL {url})")
     uvicorn.run("mailctl.web.serve:console_from_env", factory=True, host=h, port=p,
