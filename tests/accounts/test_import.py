@@ -23,12 +23,9 @@ from mailctl.accounts.web import create_app
 from mailctl.config.load import load_config
 from tests.accounts import mailadm_peer
 from tests.accounts.conftest import Site
+from tests.fixtures.ci import in_ci
 
 NOW = int(time.time())
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
 def mailadm_db(path: Path) -> None:
