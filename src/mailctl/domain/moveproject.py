@@ -115,15 +115,21 @@ class Project:
 
         return locked(self.root / ".state.lock", timeout=120)
 
-    def _merge(self) -> None:
+    def _merge(self, everything: bool = False) -> None:
         """Per-mailbox results another process recorded since we read the file: per
         mailbox and step, the newer entry wins (one mailbox's step runs in one place at a
-        time: its sync state's lock, or the job's per-account lock)."""
+        time: its sync state's lock, or the job's per-account lock). `everything`: the
+        rest as well (phases, events), as the file has it: a worker that records one
+        mailbox does not know the phases the process advancing the move wrote since."""
         try:
             disk = json.loads(self.state_path.read_text())
         except (OSError, ValueError):
             return
-        boxes = disk.get("mailboxes") if isinstance(disk, dict) else None
+        if not isinstance(disk, dict):
+            return
+        if everything:
+            self.data.update({k: v for k, v in disk.items() if k != "mailboxes"})
+        boxes = disk.get("mailboxes")
         for address, steps in (boxes or {}).items():
             mine = self.data["mailboxes"].setdefault(address, {})
             for step, entry in (steps or {}).items():
@@ -191,7 +197,7 @@ class Project:
         """One mailbox's result of a step, saved at once (the next run skips nothing,
         but `status` shows how far each mailbox got)."""
         with self.lock, self._file_lock():
-            self._merge()
+            self._merge(everything=True)
             entry = self.data["mailboxes"].setdefault(address, {})
             prev = entry.get(step) or {}
             copied = int(prev.get("copied_total", 0)) + int(result.get("copied", 0))

@@ -90,10 +90,11 @@ def _queue_round(url: QueueUrl, move: Move, step: str, addresses: list[str],
     root = str(p.root.resolve())
     items = [(_key(move, a), f"{a}: move {step}", {"project": root, "mailbox": a,
                                                     "step": step}) for a in addresses]
-    res = enqueue(url, "move_mailbox", KIND, items)
     round_ = dict(p.data.get("jobs") or {})
     round_.update({"step": step, "queued_at": time.time(), **(extra or {})})
     p.data["jobs"] = round_
+    p.save()  # before the first job can start (and record into the file)
+    res = enqueue(url, "move_mailbox", KIND, items)
     p.event(f"{step}: {res['queued']} mailboxes queued on {url.display()}")
     return res
 
