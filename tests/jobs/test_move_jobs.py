@@ -84,5 +84,5 @@ def test_move_run_as_jobs_over_two_workers(mailstack_factory: Any, dns_lab: DnsL
                         for who, tag in late)
     report = json.loads((tmp_path / f"move-{dom}" / "report.json").read_text())
     assert report["state"] == "verified"
-    out = workers.output()
-    assert "Traceback" not in out and QUEUE_PW not in out and MASTER_PW not in out
+    log = workers.output()
+    assert "Traceback" not in log and QUEUE_PW not in log and MASTER_PW not in log
