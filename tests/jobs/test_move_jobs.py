@@ -53,6 +53,9 @@ def test_move_run_as_jobs_over_two_workers(mailstack_factory: Any, dns_lab: DnsL
         assert r.code == 1 and "job queue" in r.err, r.all
         again = submit()  # nothing done yet, nothing queued twice
         assert again["waiting"] == len(USERS) and again["queued"] == 0, again
+        # a mailbox whose job was cancelled is queued again once the round is over
+        r = site.run("jobs", "cancel", f"alice@{dom}", "--queue", queue, env=env)
+        assert r.code == 0 and "cancelled 1 queued" in r.out, r.all
         workers.start("a", "--concurrency", "2")
         workers.start("b", "--concurrency", "2")
         for _ in range(12):
@@ -68,9 +71,11 @@ def test_move_run_as_jobs_over_two_workers(mailstack_factory: Any, dns_lab: DnsL
                 break
     finally:
         workers.stop()
+    assert rounds[0]["requeued"] == [f"alice@{dom}"] and rounds[0]["queued"] == 1, rounds
+    assert rounds[0]["step"] == "presync" and rounds[0]["done"] == []
     steps = [o["step"] for o in rounds if o["queued"]]
-    assert steps[:2] == ["catchup", "delta"] and steps[-1] == "verify", rounds
-    assert rounds[-1]["phase"] == "keep", rounds
+    assert steps[:3] == ["presync", "catchup", "delta"] and steps[-1] == "verify", rounds
+    assert rounds[-1]["phase"] == "keep" and rounds[-1]["done"] == ["verify", "keep"]
     assert dns_lab.rrset(dom, "MX") == [f"10 mx.new.{dom}."]
     status = json.loads(site.run("move", "status", "--json").out)
     assert status["phase"] == "keep" and status["next"] is None
@@ -84,5 +89,17 @@ def test_move_run_as_jobs_over_two_workers(mailstack_factory: Any, dns_lab: DnsL
                         for who, tag in late)
     report = json.loads((tmp_path / f"move-{dom}" / "report.json").read_text())
     assert report["state"] == "verified"
+    # in the keep phase, a submit is one more delta pass (as `move run` then)
+    workers = Workers(tmp_path, queue)
+    try:
+        workers.start("c", "--concurrency", "2")
+        keep = submit()
+        assert keep["step"] == "delta" and keep["queued"] == len(USERS), keep
+        _wait(tmp_path, queue, timeout=180)
+        assert submit()["done"] == ["keep"]
+    finally:
+        workers.stop()
+    events = json.loads((tmp_path / f"move-{dom}" / "move.json").read_text())["events"]
+    assert any(e[1] == "keep: delta pass" for e in events)
     log = workers.output()
     assert "Traceback" not in log and QUEUE_PW not in log and MASTER_PW not in log
