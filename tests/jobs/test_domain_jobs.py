@@ -61,3 +61,61 @@ def test_domain_backup_as_jobs_over_two_workers(mailstack_factory: Any,
     assert r.code == 0, r.all
     assert content(stack, master_login(f"ann@{dom}"), MASTER_PW) == before
     assert QUEUE_PW not in workers.output() + r.all and MASTER_PW not in workers.output()
+
+
+def test_migrate_domain_as_jobs_from_its_provider_to_another(mailstack_factory: Any,
+                                                             postgres_server: PostgresServer,
+                                                             tmp_path: Path) -> None:
+    """`jobs submit migrate --domain D --to P`: one job per mailbox of D, from the provider
+    the config declares to the same addresses at P, both signed in through mail_access
+    (a master user each side, its password a ${file:..} read on the workers)."""
+    old, new = mailstack_factory(), mailstack_factory()
+    enable_master(old)
+    site = make_site(tmp_path, {"old": old, "new": new}, "    provider: old\n" + MAILBOXES)
+    assert site.run("apply", "--secrets-out", "secrets.tsv").code == 0
+    dom = site.domain
+    for i, name in enumerate(("ann", "ben", "cyd")):
+        fill_user(old, master_login(f"{name}@{dom}"), MASTER_PW, 12 + 4 * i, seed=40 + i)
+    queue, _ = _db(postgres_server)
+
+    def submit(*args: str) -> Any:
+        return jobs_cli(tmp_path, "jobs", "submit", "migrate", "--queue", queue, *args)
+
+    # command-line mistakes: 64 before anything is queued
+    for args in (["--domain", dom], ["--domain", dom, "--to", "nowhere"],
+                 ["--domain", dom, "--to", "new", "--accounts", "x.csv"],
+                 ["--to", "new"]):
+        r = submit(*args)
+        assert r.code == 64 and "Traceback" not in r.all, (args, r.all)
+    r = submit("--domain", dom, "--to", "old")
+    assert r.code == 1 and "at old already" in r.err, r.all
+    # the mailboxes do not exist at the target yet: refused, nothing queued
+    r = submit("--domain", dom, "--to", "new")
+    assert r.code == 1 and "do not exist at provider 'new'" in r.err, r.all
+    new.set(accounts={f"{n}@{dom}": f"target-pw-{n}" for n in ("ann", "ben", "cyd")},
+            masters={"admin": MASTER_PW})
+    r = submit("--domain", dom, "--to", "new", "--mailbox", "zed")
+    assert r.code == 1 and "no such mailbox" in r.err, r.all
+    r = jobs_cli(tmp_path, "jobs", "status", "--json", "--queue", queue)
+    assert json.loads(r.out)["accounts_total"] == 0
+
+    r = submit("--domain", dom, "--to", "new")
+    assert r.code == 0 and "queued 3 accounts" in r.out, r.all
+    r = submit("--domain", dom, "--to", "new", "--json")
+    assert json.loads(r.out)["already_queued"] == 3, r.all
+    workers = Workers(tmp_path, queue)
+    try:
+        workers.start("a", "--concurrency", "2")
+        workers.start("b", "--concurrency", "2")
+        st = _wait(tmp_path, queue, timeout=120)
+    finally:
+        workers.stop()
+    assert st["states"]["done"] == 3, st
+    labels = sorted(a["label"] for a in st["accounts"])
+    assert labels == [f"{n}@{dom}: old -> new" for n in ("ann", "ben", "cyd")]
+    for name in ("ann", "ben", "cyd"):
+        user = master_login(f"{name}@{dom}")
+        assert content(new, user, MASTER_PW) == content(old, user, MASTER_PW), name
+    assert sum(a["copied"] for a in st["accounts"]) == 12 + 16 + 20
+    out = workers.output()
+    assert QUEUE_PW not in out + r.all and MASTER_PW not in out and "Traceback" not in out

@@ -83,22 +83,45 @@ def _print_submit(res: dict[str, Any], as_json: bool) -> None:
              if res["already_queued"] else ""))
 
 
+MailboxOpt = Annotated[list[str] | None, typer.Option(
+    "--mailbox", "-m", metavar="ADDRESS", help="only this mailbox (repeatable)",
+    show_default=False)]
+
+
 @submit_app.command("migrate")
 def submit_migrate(
-    accounts: Annotated[Path, typer.Option(
+    accounts: Annotated[Path | None, typer.Option(
         "--accounts", metavar="FILE", help="the `mailctl migrate` accounts file (CSV with a "
         "header, or YAML): src, dst, password1_file|password1_ref, password2_file|"
         "password2_ref, folders, exclude, map; files and ${env:..} are read on the workers",
-        show_default=False)],
+        show_default=False)] = None,
+    domain: Annotated[str | None, typer.Option(
+        "--domain", metavar="DOMAIN", help="instead of --accounts: every mailbox of DOMAIN "
+        "(declared in the config) from its provider to --to, signed in through mail_access",
+        show_default=False)] = None,
+    to: Annotated[str | None, typer.Option(
+        "--to", metavar="PROVIDER", help="with --domain: the provider (of the config) whose "
+        "mailboxes of the same addresses receive the mail; they must exist there",
+        show_default=False)] = None,
+    file: ConfigOpt = None, mailbox: MailboxOpt = None,
     queue: QueueOpt = None, ca_file: CaOpt = None, as_json: JsonOpt = False,
 ) -> None:
-    """One job per account pair; each is copied by whichever worker is free."""
+    """One job per account pair (--accounts), or per mailbox of a domain (--domain D --to
+    PROVIDER); each is copied by whichever worker is free."""
     from mailctl.jobs.submit import enqueue, migrate_specs
     from mailctl.sync.files import read_text
     from mailctl.sync.model import UsageError
 
     json_errors(as_json)
+    if (accounts is None) == (domain is None):
+        usage("give --accounts FILE or --domain DOMAIN", "exactly one of them")
+    if domain is None and (to or mailbox):
+        usage("--to and --mailbox go with --domain", "--domain DOMAIN --to PROVIDER")
     url = _queue(queue)
+    if domain is not None:
+        _submit_domain(url, domain, to, file, mailbox, ca_file, as_json)
+        return
+    assert accounts is not None
     try:
         if ca_file is not None:
             read_text(ca_file, "--ca-file")
@@ -109,6 +132,77 @@ def submit_migrate(
     _print_submit(_run(lambda: enqueue(url, "migrate_account", "migrate", items)), as_json)
 
 
+def _submit_domain(url: QueueUrl, domain: str, to: str | None, file: Path | None,
+                   mailbox: list[str] | None, ca_file: str | None, as_json: bool) -> None:
+    from mailctl.cli.common import load
+    from mailctl.cli.domain import addresses, domain_name, run_library
+    from mailctl.jobs.queue import connect
+    from mailctl.jobs.submit import domain_migrate_specs, enqueue
+
+    if ca_file is not None and not Path(ca_file).is_file():
+        usage(f"--ca-file {ca_file} is not a readable file", "an existing file")
+    config = load(file)
+    if to is None or to not in config.providers:
+        usage(f"--to {to or '(none)'}" + ("" if to is None else " is not a provider of "
+                                         f"{config.path}"),
+              "one of " + (", ".join(sorted(config.providers)) or "(none)"))
+    name = domain_name(config, domain)
+    boxes = addresses(name, mailbox)
+    _run(lambda: connect(url).close())
+    items = run_library(lambda: domain_migrate_specs(config, name, to, boxes, ca_file))
+    _print_submit(_run(lambda: enqueue(url, "migrate_mailbox", "migrate-domain", items)),
+                  as_json)
+
+
+@submit_app.command("move-run")
+def submit_move_run(
+    project: Annotated[Path | None, typer.Option(
+        "--project", "-p", metavar="DIR", help="the move project, on storage every worker "
+        "mounts at the same path [default: the one move-* here]", show_default=False)] = None,
+    no_ttl_wait: Annotated[bool, typer.Option(
+        "--no-ttl-wait", help="cut over without waiting for the old TTL to expire")] = False,
+    max_passes: Annotated[int, typer.Option(
+        "--max-passes", min=1, max=100, help="delta passes at most before verifying")] = 10,
+    resolver: Annotated[str | None, typer.Option(
+        "--resolver", metavar="IP[:PORT]", help="where DNS changes made by hand are checked "
+        "[default: the system's resolvers]", show_default=False)] = None,
+    queue: QueueOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """`mailctl move run` with each mailbox's step as a job: runs the phases that are not
+    per mailbox, completes a round the workers finished, queues the next. Run it again
+    when `jobs status` shows the round done."""
+    from mailctl.cli.move import _check_resolver, exclusive, find_project, guarded, open_move
+    from mailctl.jobs.moverun import advance
+    from mailctl.jobs.queue import ensure_schema
+
+    json_errors(as_json)
+    url = _queue(queue)
+    _check_resolver(resolver)
+    root = find_project(project)
+    move = open_move(root, quiet=as_json)
+    _run(lambda: ensure_schema(url))
+    res = guarded(lambda: _run(lambda: exclusive(root, lambda: advance(
+        url, move, ttl_wait=not no_ttl_wait, resolver=resolver, max_passes=max_passes))))
+    p = move.project
+    res.update(phase=p.phase, next=p.next_phase, queue=url.display())
+    if as_json:
+        print(json.dumps({"ok": True, **res}, indent=2))
+        return
+    parts = [f"done: {', '.join(res['done']) or 'nothing'}", f"phase: {p.phase}"]
+    if res["waiting"]:
+        parts.append(f"{res['waiting']} mailboxes of {res['step']} still queued or copying "
+                     "(`mailctl jobs status`); submit again when they are done")
+    elif res["queued"]:
+        parts.append(f"queued {res['queued']} mailboxes ({res['step']}) on {res['queue']}"
+                     + (f", {len(res['requeued'])} of them again after a failure"
+                        if res["requeued"] else "")
+                     + "; submit again when `jobs status` shows them done")
+    elif p.next_phase is None:
+        parts.append("nothing left to queue" + ("" if p.ended else
+                                                 " (`mailctl move finish` ends the move)"))
+    print("; ".join(parts))
+
+
 @submit_app.command("domain-backup")
 def submit_domain_backup(
     domain: Annotated[str, typer.Argument(metavar="DOMAIN", help="a domain declared in the "
@@ -116,10 +210,7 @@ def submit_domain_backup(
     directory: Annotated[Path, typer.Argument(
         metavar="DIR", help="the backup directory, on storage every worker mounts at the same "
         "path (created 0700 if missing; its parent must exist)", show_default=False)],
-    file: ConfigOpt = None,
-    mailbox: Annotated[list[str] | None, typer.Option(
-        "--mailbox", "-m", metavar="ADDRESS", help="only this mailbox (repeatable)",
-        show_default=False)] = None,
+    file: ConfigOpt = None, mailbox: MailboxOpt = None,
     imap: Annotated[str | None, typer.Option(
         "--imap", metavar="URL", help="the provider's IMAP server [default: mail_access]",
         show_default=False)] = None,
@@ -212,7 +303,8 @@ def retry(accounts: AccountsArg = None, failure: FailureOpt = None, queue: Queue
 @app.command("cancel")
 def cancel(accounts: AccountsArg = None, failure: FailureOpt = None, queue: QueueOpt = None,
            as_json: JsonOpt = False) -> None:
-    """Cancel queued or retrying accounts (a copy already running finishes its pass)."""
+    """Cancel queued or retrying accounts; a copy that is running stops after the batch it
+    is on (nothing lost or copied twice: `jobs retry` goes on from there)."""
     from mailctl.jobs.status import cancel as do_cancel
 
     json_errors(as_json)
@@ -223,7 +315,8 @@ def cancel(accounts: AccountsArg = None, failure: FailureOpt = None, queue: Queu
         print(json.dumps(res, indent=2))
     else:
         print(f"cancelled {res['cancelled']} queued accounts"
-              + (f"; {len(res['running'])} running, left to finish" if res["running"] else ""))
+              + (f"; {len(res['stopping'])} running, asked to stop after their current batch"
+                 if res["stopping"] else ""))
 
 
 def _expected_failure(record: Any) -> bool:

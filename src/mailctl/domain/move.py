@@ -54,8 +54,11 @@ class Move:
     """One move project with its config loaded: the phases and the per-mailbox steps."""
 
     def __init__(self, project: Project, config: Config, *, jobs: int = 4,
-                 progress: Progress | None = None, say: Any = None) -> None:
+                 progress: Progress | None = None, say: Any = None, sessions: int = 2) -> None:
+        """`sessions`: IMAP sessions per side for one mailbox (a queue worker uses 1, so
+        that a server's connection slot is one connection)."""
         self.project, self.config, self.jobs = project, config, jobs
+        self.sessions = sessions
         self.progress = progress
         self.say = say or (lambda text: None)
         self._src: Access | None = None
@@ -109,7 +112,7 @@ class Move:
         res = sync_one(address, lambda: self.src.store(address, readonly=True),
                        lambda: self.dst.store(address),
                        str(self.project.sync_state(address)),
-                       Options(jobs=2, add_only=add_only),
+                       Options(jobs=self.sessions, add_only=add_only),
                        (f"{p['source']}:{address}", f"{p['target']}:{address}"),
                        self.progress, maps=self._maps)
         self.project.record(address, step, res.as_dict())
@@ -118,6 +121,10 @@ class Move:
     def presync_one(self, address: str) -> MailboxResult:
         """Everything at the source, flags included (nobody works at the target yet)."""
         return self._sync(address, "presync", add_only=False)
+
+    def catchup_one(self, address: str) -> MailboxResult:
+        """The cutover's last full pass (flags changed at the source since presync)."""
+        return self._sync(address, "catchup", add_only=False)
 
     def delta_one(self, address: str) -> MailboxResult:
         """Only messages new at the source: what users did at the target stays."""
@@ -214,6 +221,10 @@ class Move:
         if self.project.data.get("rollback_started"):
             raise MoveError("a rollback of this move is under way (`mailctl move rollback` "
                             "again completes it)")
+        if self.project.data.get("jobs"):
+            raise MoveError("this move's mailbox steps are on a job queue (`mailctl jobs "
+                            "submit move-run` goes on from there, once `jobs status` shows "
+                            "them done)")
         done: list[str] = []
         if self.project.done("keep"):
             self.delta_pass()
@@ -288,6 +299,18 @@ class Move:
                       **_: Any) -> None:
         from mailctl.domain import movedns
 
+        self.cutover_ready(ttl_wait)
+        if not self.project.data.get("catchup_done"):
+            self._all("cutover", self.catchup_one)
+            self.project.data["catchup_done"] = time.time()
+            self.project.event("cutover: last full pass done")
+        self.project.data.setdefault("cutover_started", time.time())
+        self.project.save()
+        info = movedns.publish(self, "cutover", resolver)
+        self.project.mark("cutover", **info)
+
+    def cutover_ready(self, ttl_wait: bool = True) -> None:
+        """Blocked until resolvers forgot the old TTL (unless told not to wait)."""
         lowered = self.project.data["done"]["lower-ttl"]
         ready = float(lowered["at"]) + float(lowered.get("old_ttl") or 0)
         if ttl_wait and time.time() < ready:
@@ -295,14 +318,6 @@ class Move:
                           f"old TTL ({lowered.get('old_ttl')} s); `move run --no-ttl-wait` "
                           "cuts over now (mail that still reaches the old side is copied by "
                           "the delta passes)")
-        if not self.project.data.get("catchup_done"):
-            self._all("cutover", lambda a: self._sync(a, "catchup", add_only=False))
-            self.project.data["catchup_done"] = time.time()
-            self.project.event("cutover: last full pass done")
-        self.project.data.setdefault("cutover_started", time.time())
-        self.project.save()
-        info = movedns.publish(self, "cutover", resolver)
-        self.project.mark("cutover", **info)
 
     def delta_pass(self) -> int:
         results = self._all("delta", self.delta_one)

@@ -99,11 +99,50 @@ class Project:
         return cls(root, data)
 
     def save(self) -> None:
+        with self.lock, self._file_lock():
+            self._merge()
+            self._write()
+
+    def refresh(self) -> None:
+        """Take in the per-mailbox results other processes recorded meanwhile."""
+        with self.lock, self._file_lock():
+            self._merge()
+
+    def _file_lock(self) -> Any:
+        """Held while move.json is read, merged and rewritten: queue workers on other hosts
+        (`jobs submit move-run`) record their mailboxes' results into the same file."""
+        from mailctl.util.atomic import locked
+
+        return locked(self.root / ".state.lock", timeout=120)
+
+    def _merge(self, everything: bool = False) -> None:
+        """Per-mailbox results another process recorded since we read the file: per
+        mailbox and step, the newer entry wins (one mailbox's step runs in one place at a
+        time: its sync state's lock, or the job's per-account lock). `everything`: the
+        rest as well (phases, events), as the file has it: a worker that records one
+        mailbox does not know the phases the process advancing the move wrote since."""
+        try:
+            disk = json.loads(self.state_path.read_text())
+        except (OSError, ValueError):
+            return
+        if not isinstance(disk, dict):
+            return
+        if everything:
+            self.data.update({k: v for k, v in disk.items() if k != "mailboxes"})
+        boxes = disk.get("mailboxes")
+        for address, steps in (boxes or {}).items():
+            mine = self.data["mailboxes"].setdefault(address, {})
+            for step, entry in (steps or {}).items():
+                have = mine.get(step)
+                if isinstance(entry, dict) and (not isinstance(have, dict) or float(
+                        entry.get("at", 0)) > float(have.get("at", 0))):
+                    mine[step] = entry
+
+    def _write(self) -> None:
         from mailctl.util.atomic import atomic_write
 
-        with self.lock:
-            text = json.dumps(self.data, indent=2, sort_keys=True) + "\n"
-            atomic_write(self.state_path, text, 0o600)
+        text = json.dumps(self.data, indent=2, sort_keys=True) + "\n"
+        atomic_write(self.state_path, text, 0o600)
 
     # -- phases --------------------------------------------------------------------------
     @property
@@ -157,12 +196,13 @@ class Project:
     def record(self, address: str, step: str, result: dict[str, Any]) -> None:
         """One mailbox's result of a step, saved at once (the next run skips nothing,
         but `status` shows how far each mailbox got)."""
-        with self.lock:
+        with self.lock, self._file_lock():
+            self._merge(everything=True)
             entry = self.data["mailboxes"].setdefault(address, {})
             prev = entry.get(step) or {}
             copied = int(prev.get("copied_total", 0)) + int(result.get("copied", 0))
             entry[step] = {**result, "at": time.time(), "copied_total": copied}
-            self.save()
+            self._write()
 
 
 def status(project: Project) -> dict[str, Any]:

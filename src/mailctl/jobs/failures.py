@@ -66,3 +66,8 @@ class CopyRefused(Exception):
     def __init__(self, kind: str, words: str) -> None:
         super().__init__(f"{kind}: {words}")
         self.kind, self.words = kind, words
+
+
+class Aborted(Exception):
+    """`jobs cancel` of a running copy: raised between two batches, after the last one was
+    confirmed by the target and committed to the state, so a later run goes on from there."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from mailctl.domain.mailsync import Progress
@@ -35,15 +36,31 @@ def finished(conn: Any, account: str, res: Any, failure: str | None = None,
          failure, (words or "")[:2000] or None, advice, account))
 
 
+def cancelled(conn: Any, account: str, messages: int, words: str) -> None:
+    conn.execute("UPDATE mailctl_jobs_accounts SET status = 'cancelled', messages = %s, "
+                 "words = %s, finished_at = now(), updated_at = now() WHERE account = %s",
+                 (messages, words, account))
+
+
 class DbProgress(Progress):
-    """The engine's progress, written to the account's row (throttled)."""
+    """The engine's progress, written to the account's row (throttled). `stop`: asked
+    after every batch the target confirmed and the state recorded (the engine reports
+    progress only then); when it says so, the copy ends there (failures.Aborted)."""
 
     def __init__(self, conn: Any, conn_lock: threading.Lock, account: str,
-                 every: float = 1.0) -> None:
+                 every: float = 1.0, stop: Callable[[], bool] | None = None) -> None:
         super().__init__()
         self.conn, self.conn_lock, self.account, self.every = conn, conn_lock, account, every
+        self.stop = stop
         self.last = 0.0
         self.listeners.append(self._write)
+
+    def add(self, address: str, n: int) -> None:
+        super().add(address, n)
+        if self.stop is not None and self.stop():
+            from mailctl.jobs.failures import Aborted
+
+            raise Aborted("cancelled by `mailctl jobs cancel` while copying")
 
     def _write(self, p: Progress, force: bool = False) -> None:
         now = time.monotonic()

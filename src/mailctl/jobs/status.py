@@ -113,7 +113,8 @@ def select(conn: Any, accounts: list[str], failure: str | None, states: tuple[st
     return out
 
 
-TASKS = {"migrate": "migrate_account", "domain-backup": "backup_mailbox"}
+TASKS = {"migrate": "migrate_account", "domain-backup": "backup_mailbox",
+         "migrate-domain": "migrate_mailbox", "move-run": "move_mailbox"}
 
 
 def retry(url: QueueUrl, accounts: list[str], failure: str | None) -> dict[str, Any]:
@@ -132,11 +133,14 @@ def retry(url: QueueUrl, accounts: list[str], failure: str | None) -> dict[str, 
 
 
 def cancel(url: QueueUrl, accounts: list[str], failure: str | None) -> dict[str, Any]:
-    """Queued (or retrying) jobs cancelled; a copy that is running finishes its pass."""
+    """Queued (or retrying) jobs cancelled; a copy that is running is asked to stop
+    (procrastinate's abort): it ends after the batch it is on, which the target has
+    confirmed and the state recorded, so `jobs retry` or a new submit goes on from there."""
     from mailctl.jobs.queue import app
 
     application = app(url)
-    cancelled, running = [], []
+    cancelled: list[str] = []
+    stopping: list[str] = []
     with connect(url) as conn, application.open():
         for _key, _kind, label, _spec, job_id in select(
                 conn, accounts, failure, ("queued", "retrying", "copying")):
@@ -144,12 +148,12 @@ def cancel(url: QueueUrl, accounts: list[str], failure: str | None) -> dict[str,
                 continue
             st = conn.execute("SELECT status::text FROM procrastinate_jobs WHERE id = %s",
                               (job_id,)).fetchone()
-            if st and st[0] == "todo" and application.job_manager.cancel_job_by_id(job_id):
-                cancelled.append(label)
-            else:
-                running.append(label)
+            if not st or st[0] not in ("todo", "doing"):
+                continue
+            if application.job_manager.cancel_job_by_id(job_id, abort=st[0] == "doing"):
+                (cancelled if st[0] == "todo" else stopping).append(label)
     return {"ok": True, "cancelled": len(cancelled), "accounts": cancelled,
-            "running": running}
+            "stopping": stopping}
 
 
 def wait_idle(url: QueueUrl, timeout: float, poll: float = 0.5) -> dict[str, Any]:

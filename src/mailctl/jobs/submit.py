@@ -130,3 +130,46 @@ def domain_backup_specs(config: Any, domain: str, dest: Path, mailboxes: list[st
             "ca_file": os.path.abspath(ca_file) if ca_file else None}
     return [(account_key(f"mailbox:{a}@{provider}", f"backup:{dest.resolve()}"),
              f"{a} -> backup {dest}", {**base, "mailbox": a}) for a in addresses]
+
+
+def domain_migrate_specs(config: Any, domain: str, to: str, mailboxes: list[str] | None,
+                         ca_file: str | None) -> list[tuple[str, str, dict[str, Any]]]:
+    """`jobs submit migrate --domain D --to P`: each mailbox of D at the provider the config
+    declares for it, into the same address at provider P (both reached through their
+    `mail_access`, checked here and resolved again on each worker). The mailboxes must
+    exist at P already: creating them is `mailctl move`'s (or `apply`'s) work."""
+    from mailctl.domain.access import Overrides, access_for
+    from mailctl.errors import MailctlError
+    from mailctl.jobs.tasks import account_key
+
+    source = config.desired.provider_of[domain]
+    if to == source:
+        raise MailctlError(f"--to {to}: {domain} is at {to} already (expected another "
+                           "provider of the config)")
+    over = Overrides(ca_file=ca_file)
+    access_for(config, source, over)
+    dst = access_for(config, to, over)
+    states = {p: config.provider(p).read([domain])[domain] for p in (source, to)}
+    if not states[source].exists:
+        raise MailctlError(f"provider {source!r} holds no domain {domain}")
+    addresses = sorted(states[source].mailboxes)
+    if mailboxes:
+        unknown = sorted(set(mailboxes) - set(addresses))
+        if unknown:
+            raise MailctlError(f"no such mailbox at provider {source!r}: {', '.join(unknown)}")
+        addresses = [a for a in addresses if a in set(mailboxes)]
+    there = set(states[to].mailboxes) if states[to].exists else set()
+    absent = [a for a in addresses if a not in there]
+    if absent:
+        raise MailctlError(f"{len(absent)} mailbox(es) do not exist at provider {to!r}, e.g. "
+                           f"{', '.join(absent[:5])} (create them first: `mailctl move start "
+                           f"{domain} --to {to}` provisions them, or apply a config)")
+    lacking = dst.missing(addresses)
+    if lacking:
+        raise MailctlError(f"no way to sign in to {', '.join(lacking[:5])} at provider "
+                           f"{to!r} ({dst.describe()}): give their passwords (mail_access "
+                           "passwords file) or configure a master user")
+    base = {"config": str(Path(config.path).resolve()), "domain": domain, "provider": source,
+            "to": to, "ca_file": os.path.abspath(ca_file) if ca_file else None}
+    return [(account_key(f"mailbox:{a}@{source}", f"mailbox:{a}@{to}"),
+             f"{a}: {source} -> {to}", {**base, "mailbox": a}) for a in addresses]

@@ -86,9 +86,12 @@ def _control(account: str, servers: list[str]) -> Iterator[tuple[Any, threading.
 
 
 def _run(context: JobContext, account: str, servers: list[str],
-         copy: Callable[[Any, threading.Lock], Any]) -> dict[str, Any]:
-    """Steps 1-4 around `copy(conn, lock)`, which returns a MailboxResult."""
+         copy: Callable[[Any], Any]) -> dict[str, Any]:
+    """Steps 1-4 around `copy(progress)`, which returns a MailboxResult (or a dict with
+    "ok", for a move's verify step). `progress` is the account's DbProgress: it stops
+    the copy between two batches once `jobs cancel` asked this job to abort."""
     import psycopg
+    from procrastinate.exceptions import JobAborted
 
     from mailctl.jobs import progress
 
@@ -97,13 +100,20 @@ def _run(context: JobContext, account: str, servers: list[str],
         with _control(account, servers) as (conn, lock):
             with lock:
                 progress.started(conn, account, job_id, worker_name())
+            prog = progress.DbProgress(conn, lock, account, stop=context.should_abort)
             try:
-                res = copy(conn, lock)
+                res = copy(prog)
             except failures.CopyRefused as exc:
                 with lock:
                     progress.finished(conn, account, None, exc.kind, exc.words,
                                       failures.ADVICE[exc.kind])
                 raise
+            except failures.Aborted as exc:
+                with lock:
+                    progress.cancelled(conn, account, prog.done, str(exc))
+                raise JobAborted(str(exc)) from None
+            if isinstance(res, dict):
+                res = _Outcome(res)
             with lock:
                 if res.ok:
                     progress.finished(conn, account, res)
@@ -123,6 +133,23 @@ def _run(context: JobContext, account: str, servers: list[str],
                                   ) from None
 
 
+class _Outcome:
+    """A step that returns a dict (a move's verify) seen as a MailboxResult."""
+
+    def __init__(self, d: dict[str, Any]) -> None:
+        self.d = d
+        self.ok = bool(d.get("ok"))
+        self.error = d.get("error") or "; ".join(d.get("errors") or []) or (
+            None if self.ok else f"{d.get('missing')} missing, {d.get('date_mismatch')} "
+            "dates differ")
+        self.copied, self.adopted, self.bytes = int(d.get("copied", 0)), 0, 0
+        if "messages" in d:
+            self.adopted = int(d["messages"]) - self.copied
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.d
+
+
 def _servers(*endpoints: Any) -> list[str]:
     return [f"{ep.host}:{ep.port}".lower() for ep in endpoints if ep.kind == "imap"]
 
@@ -132,7 +159,6 @@ def migrate_account(context: JobContext, account: str, spec: dict[str, Any]
                     ) -> dict[str, Any]:
     """One account pair of `jobs submit migrate`."""
     from mailctl.jobs.pgstate import PgState
-    from mailctl.jobs.progress import DbProgress
     from mailctl.sync.endpoint import parse_endpoint, read_password
     from mailctl.sync.engine import Options
     from mailctl.sync.model import UsageError
@@ -153,7 +179,7 @@ def migrate_account(context: JobContext, account: str, spec: dict[str, Any]
             raise failures.CopyRefused(failures.AUTH, f"{exc} (on worker {worker_name()})"
                                        ) from None
 
-    def copy(conn: Any, lock: threading.Lock) -> Any:
+    def copy(prog: Any) -> Any:
         from mailctl.domain.mailsync import sync_one
         from mailctl.jobs import queue
 
@@ -165,7 +191,7 @@ def migrate_account(context: JobContext, account: str, spec: dict[str, Any]
         return sync_one(
             spec["src"], lambda: open_store(s, p1, cafile=ca, readonly=True),
             lambda: open_store(d, p2, cafile=ca), f"the queue's state of {s.label}",
-            opts, (s.label, d.label), DbProgress(conn, lock, account),
+            opts, (s.label, d.label), prog,
             open_state=lambda: PgState(queue.connect(_queue), account,
                                        f"the queue's state of {s.label} -> {d.label}"))
 
@@ -181,22 +207,20 @@ def backup_mailbox(context: JobContext, account: str, spec: dict[str, Any]
     from pathlib import Path
 
     from mailctl.domain import backup as dbackup
-    from mailctl.jobs.progress import DbProgress
     from mailctl.sync.engine import Options
     from mailctl.sync.maildir import MaildirStore
 
     address, dest = spec["mailbox"], Path(spec["dir"])
     access = _domain_access(spec)
 
-    def copy(conn: Any, lock: threading.Lock) -> Any:
+    def copy(prog: Any) -> Any:
         from mailctl.domain.mailsync import sync_one
         from mailctl.util.atomic import locked
 
         md = dbackup.mail_dir(dest, address)
         res = sync_one(address, lambda: access.store(address, readonly=True),
                        lambda: MaildirStore(str(md)), str(md / dbackup.STATE_NAME),
-                       Options(jobs=1), (f"mailbox:{address}", "maildir:."),
-                       DbProgress(conn, lock, account))
+                       Options(jobs=1), (f"mailbox:{address}", "maildir:."), prog)
         if res.ok:
             with locked(dest / ".lock", timeout=600):
                 result = dbackup.BackupResult(dest, spec["domain"], spec["provider"],
@@ -206,6 +230,48 @@ def backup_mailbox(context: JobContext, account: str, spec: dict[str, Any]
         return res
 
     return _run(context, account, [f"{access.host}:{access.port}".lower()], copy)
+
+
+@bp.task(name="migrate_mailbox", pass_context=True, retry=RETRY)
+def migrate_mailbox(context: JobContext, account: str, spec: dict[str, Any]
+                    ) -> dict[str, Any]:
+    """One mailbox of `jobs submit migrate --domain D --to P`: the same address from the
+    domain's provider to P, each side signed in through its `mail_access` (resolved on
+    this worker), folder roles mapped as `mailctl move` maps them, the state in
+    PostgreSQL as for `migrate_account`."""
+    from mailctl.jobs.pgstate import PgState
+    from mailctl.sync.engine import Options
+
+    address = spec["mailbox"]
+    src = _domain_access(spec)
+    dst = _domain_access({**spec, "provider": spec["to"], "imap": None})
+    bind = (f"{spec['provider']}:{address}", f"{spec['to']}:{address}")
+
+    def copy(prog: Any) -> Any:
+        from mailctl.domain.mailsync import sync_one
+        from mailctl.jobs import queue
+        from mailctl.sync.roles import role_maps, roles
+
+        return sync_one(
+            address, lambda: src.store(address, readonly=True), lambda: dst.store(address),
+            f"the queue's state of {bind[0]}", Options(jobs=1), bind, prog,
+            maps=lambda s, d: role_maps(roles(s), roles(d), []),
+            open_state=lambda: PgState(queue.connect(_queue), account,
+                                       f"the queue's state of {bind[0]} -> {bind[1]}"))
+
+    return _run(context, account, [f"{a.host}:{a.port}".lower() for a in (src, dst)], copy)
+
+
+@bp.task(name="move_mailbox", pass_context=True, retry=RETRY)
+def move_mailbox(context: JobContext, account: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """One mailbox's step of a move (`jobs submit move-run`): Move.presync_one, the
+    cutover's catch-up pass, delta_one or settle_one, exactly as `mailctl move run` calls
+    them, with the project directory (on storage every worker mounts) holding the
+    mailbox's sync state and, merged under its lock, the result (moveproject.py)."""
+    from mailctl.jobs.moverun import mailbox_step
+
+    step = mailbox_step(spec, worker_name())
+    return _run(context, account, step.servers, step.run)
 
 
 def _domain_access(spec: dict[str, Any]) -> Any:
