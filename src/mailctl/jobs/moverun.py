@@ -77,7 +77,7 @@ def mailbox_step(spec: dict[str, Any], worker: str) -> Step:
 
 
 def _key(move: Move, address: str) -> str:
-    from mailctl.jobs.tasks import account_key
+    from mailctl.jobs.queue import account_key
 
     return account_key(f"move:{move.project.root.resolve()}", address)
 

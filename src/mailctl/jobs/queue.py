@@ -98,17 +98,11 @@ def connect(url: QueueUrl, autocommit: bool = True) -> Any:
         raise QueueDown(f"the queue {url.display()}: {scrub(str(exc).strip())}") from None
 
 
-def app(url: QueueUrl) -> Any:
-    """The procrastinate App over this database, with mailctl's tasks."""
-    import procrastinate
+def account_key(src: str, dst: str) -> str:
+    """The queue's name for an account pair: its jobs' lock and queueing lock."""
+    import hashlib
 
-    from mailctl.jobs.tasks import bp
-
-    application = procrastinate.App(connector=procrastinate.PsycopgConnector(
-        conninfo=url.conninfo(), min_size=1, max_size=4,
-        kwargs={"application_name": "mailctl-queue"}))
-    application.add_tasks_from(bp, namespace="mailctl")
-    return application
+    return hashlib.sha256(f"{src}\0{dst}".encode()).hexdigest()[:20]
 
 
 SCHEMA = """

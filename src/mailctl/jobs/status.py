@@ -136,7 +136,7 @@ def cancel(url: QueueUrl, accounts: list[str], failure: str | None) -> dict[str,
     """Queued (or retrying) jobs cancelled; a copy that is running is asked to stop
     (procrastinate's abort): it ends after the batch it is on, which the target has
     confirmed and the state recorded, so `jobs retry` or a new submit goes on from there."""
-    from mailctl.jobs.queue import app
+    from mailctl.jobs.tasks import app
 
     application = app(url)
     cancelled: list[str] = []

@@ -21,7 +21,7 @@ ACTIVE = ("todo", "doing")
 
 def migrate_specs(accounts: Path, ca_file: str | None) -> list[tuple[str, str, dict[str, Any]]]:
     """(account key, label, job spec) per row, every row checked first (UsageError)."""
-    from mailctl.jobs.tasks import account_key
+    from mailctl.jobs.queue import account_key
     from mailctl.sync.endpoint import parse_endpoint
     from mailctl.sync.migrate import load_accounts
 
@@ -60,7 +60,7 @@ def enqueue(url: QueueUrl, task_name: str, kind: str,
     """Defer one job per item unless the account has one queued or running."""
     import procrastinate.exceptions
 
-    from mailctl.jobs.queue import app
+    from mailctl.jobs.tasks import app
 
     ensure_schema(url)
     queued: list[str] = []
@@ -103,7 +103,7 @@ def domain_backup_specs(config: Any, domain: str, dest: Path, mailboxes: list[st
     from mailctl.domain.access import Overrides, access_for
     from mailctl.domain.keys import export_keys
     from mailctl.errors import MailctlError
-    from mailctl.jobs.tasks import account_key
+    from mailctl.jobs.queue import account_key
     from mailctl.util.atomic import atomic_write, locked
     from mailctl.util.private import private_dir
 
@@ -140,7 +140,7 @@ def domain_migrate_specs(config: Any, domain: str, to: str, mailboxes: list[str]
     exist at P already: creating them is `mailctl move`'s (or `apply`'s) work."""
     from mailctl.domain.access import Overrides, access_for
     from mailctl.errors import MailctlError
-    from mailctl.jobs.tasks import account_key
+    from mailctl.jobs.queue import account_key
 
     source = config.desired.provider_of[domain]
     if to == source:

@@ -1,6 +1,6 @@
 """The jobs: one account pair of a migration, one mailbox of a domain backup.
 
-Declared on a Blueprint (no database here); queue.app() adds them to an App.
+Declared on a Blueprint (no database here); app() adds them to an App.
 Each job, in order:
 
 1. takes the account's advisory lock on a control connection of its own. The
@@ -22,7 +22,6 @@ Credentials never enter the queue: a job names password files, `${env:..}` or
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import socket
 import threading
@@ -32,7 +31,7 @@ from typing import Any
 
 from procrastinate import Blueprint, JobContext, RetryStrategy
 
-from mailctl.jobs import failures
+from mailctl.jobs import failures, queue
 
 bp = Blueprint()
 
@@ -54,10 +53,6 @@ def use_queue(url: Any, name: str | None = None) -> None:
     _queue, _name = url, name
 
 
-def account_key(src: str, dst: str) -> str:
-    return hashlib.sha256(f"{src}\0{dst}".encode()).hexdigest()[:20]
-
-
 def worker_name() -> str:
     return _name or f"{socket.gethostname()}:{os.getpid()}"
 
@@ -65,7 +60,7 @@ def worker_name() -> str:
 @contextlib.contextmanager
 def _control(account: str, servers: list[str]) -> Iterator[tuple[Any, threading.Lock]]:
     """The control connection: the account's lock and the server slots, held on it."""
-    from mailctl.jobs import queue, slots
+    from mailctl.jobs import slots
 
     conn = queue.connect(_queue)
     try:
@@ -181,7 +176,6 @@ def migrate_account(context: JobContext, account: str, spec: dict[str, Any]
 
     def copy(prog: Any) -> Any:
         from mailctl.domain.mailsync import sync_one
-        from mailctl.jobs import queue
 
         p1, p2 = password("1", s), password("2", d)
         ca = spec.get("ca_file")
@@ -249,7 +243,6 @@ def migrate_mailbox(context: JobContext, account: str, spec: dict[str, Any]
 
     def copy(prog: Any) -> Any:
         from mailctl.domain.mailsync import sync_one
-        from mailctl.jobs import queue
         from mailctl.sync.roles import role_maps, roles
 
         return sync_one(
@@ -292,3 +285,14 @@ def _domain_access(spec: dict[str, Any]) -> Any:
     except MailctlError as exc:
         raise failures.CopyRefused(failures.AUTH, f"{exc} (on worker {worker_name()})"
                                    ) from None
+
+
+def app(url: queue.QueueUrl) -> Any:
+    """The procrastinate App over this database, with mailctl's tasks."""
+    import procrastinate
+
+    application = procrastinate.App(connector=procrastinate.PsycopgConnector(
+        conninfo=url.conninfo(), min_size=1, max_size=4,
+        kwargs={"application_name": "mailctl-queue"}))
+    application.add_tasks_from(bp, namespace="mailctl")
+    return application

@@ -40,7 +40,7 @@ async def _recover(application: Any, stalled_after: float, every: float) -> None
 async def run(url: QueueUrl, concurrency: int, stalled_after: float, until_empty: bool,
               name: str) -> None:
     from mailctl.jobs import tasks
-    from mailctl.jobs.queue import app
+    from mailctl.jobs.tasks import app
 
     tasks.use_queue(url, name)
     application = app(url)
