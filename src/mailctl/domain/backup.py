@@ -142,6 +142,18 @@ def read_manifest(root: Path) -> dict[str, Any]:
     return data
 
 
+def chosen_mailboxes(state: Any, provider: str, mailboxes: list[str] | None) -> list[str]:
+    """The domain's mailboxes at the provider, sorted, or those of `mailboxes` (--mailbox),
+    each of which must be there: a typo must not back up, copy or move nothing."""
+    addresses = sorted(state.mailboxes)
+    if not mailboxes:
+        return addresses
+    unknown = sorted(set(mailboxes) - set(addresses))
+    if unknown:
+        raise MailctlError(f"no such mailbox at provider {provider!r}: {', '.join(unknown)}")
+    return [a for a in addresses if a in set(mailboxes)]
+
+
 def backup_domain(config: Config, domain: str, dest: Path, access: Access, *,
                   mailboxes: list[str] | None = None, jobs: int = 4,
                   progress: Progress | None = None, provider: str | None = None
@@ -163,13 +175,7 @@ def backup_domain(config: Config, domain: str, dest: Path, access: Access, *,
         raise exc from None
     if not state.exists:
         raise MailctlError(f"provider {provider!r} holds no domain {domain}")
-    addresses = sorted(state.mailboxes)
-    if mailboxes:
-        unknown = sorted(set(mailboxes) - set(addresses))
-        if unknown:
-            raise MailctlError(f"no such mailbox at provider {provider!r}: "
-                               f"{', '.join(unknown)}", )
-        addresses = [a for a in addresses if a in set(mailboxes)]
+    addresses = chosen_mailboxes(state, provider, mailboxes)
     lacking = access.missing(addresses)
     if lacking:
         raise MailctlError(f"no way to sign in to {len(lacking)} mailboxes at {provider!r} "

@@ -112,13 +112,7 @@ def domain_backup_specs(config: Any, domain: str, dest: Path, mailboxes: list[st
     state = config.provider(provider).read([domain])[domain]
     if not state.exists:
         raise MailctlError(f"provider {provider!r} holds no domain {domain}")
-    addresses = sorted(state.mailboxes)
-    if mailboxes:
-        unknown = sorted(set(mailboxes) - set(addresses))
-        if unknown:
-            raise MailctlError(f"no such mailbox at provider {provider!r}: "
-                               f"{', '.join(unknown)}")
-        addresses = [a for a in addresses if a in set(mailboxes)]
+    addresses = dbackup.chosen_mailboxes(state, provider, mailboxes)
     private_dir(str(dest))
     with locked(dest / ".lock", timeout=60):
         atomic_write(dest / dbackup.DECLARED,
@@ -139,6 +133,7 @@ def domain_migrate_specs(config: Any, domain: str, to: str, mailboxes: list[str]
     `mail_access`, checked here and resolved again on each worker). The mailboxes must
     exist at P already: creating them is `mailctl move`'s (or `apply`'s) work."""
     from mailctl.domain.access import Overrides, access_for
+    from mailctl.domain.backup import chosen_mailboxes
     from mailctl.errors import MailctlError
     from mailctl.jobs.queue import account_key
 
@@ -152,12 +147,7 @@ def domain_migrate_specs(config: Any, domain: str, to: str, mailboxes: list[str]
     states = {p: config.provider(p).read([domain])[domain] for p in (source, to)}
     if not states[source].exists:
         raise MailctlError(f"provider {source!r} holds no domain {domain}")
-    addresses = sorted(states[source].mailboxes)
-    if mailboxes:
-        unknown = sorted(set(mailboxes) - set(addresses))
-        if unknown:
-            raise MailctlError(f"no such mailbox at provider {source!r}: {', '.join(unknown)}")
-        addresses = [a for a in addresses if a in set(mailboxes)]
+    addresses = chosen_mailboxes(states[source], source, mailboxes)
     there = set(states[to].mailboxes) if states[to].exists else set()
     absent = [a for a in addresses if a not in there]
     if absent:
