@@ -67,9 +67,53 @@ def expectations(plan: DnsPlan) -> dict[str, list[Expect]]:
 
 
 def verify_at(address: str, port: int, expects: list[Expect], timeout: float = 5.0) -> bool:
-    """Whether the server at address:port answers every expectation (one round, no retry)."""
-    result = asyncio.run(_server_round(Server("host", address, port, True), expects, timeout))
-    return result.ok
+    """Whether the server at address:port answers every expectation (one round, no retry).
+
+    Synchronous, over one UDP socket with every query in flight at once: this runs after
+    each zone of an apply, and an event loop plus a socket per query (as `poll` does for
+    many servers over a minute) was half of the CPU of applying 100 zones (py-spy,
+    1.9 s of CPU against octodns-sync's 1.0 s)."""
+    import secrets
+    import socket
+
+    import dns.exception
+    import dns.message
+    import dns.query
+
+    if not expects:
+        return True
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    first = secrets.randbits(16)
+    queries = {(first + i) & 0xFFFF: (e, dns.message.make_query(
+        e.name + ".", e.rtype, id=(first + i) & 0xFFFF)) for i, e in enumerate(expects)}
+    answers: dict[int, Any] = {}
+    deadline = time.monotonic() + timeout
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.connect((address, port))
+        for _, q in queries.values():
+            sock.send(q.to_wire())
+        while len(answers) < len(queries):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            sock.settimeout(left)
+            try:
+                wire = sock.recv(65535)
+                resp = dns.message.from_wire(wire)
+            except (OSError, dns.exception.DNSException):
+                return False
+            if resp.id in queries and queries[resp.id][1].is_response(resp):
+                answers[resp.id] = resp
+    for qid, (expect, q) in queries.items():
+        resp = answers[qid]
+        if resp.flags & 0x0200:  # TC: the DKIM key does not fit
+            try:
+                resp = dns.query.tcp(q, address, port=port, timeout=timeout)
+            except (OSError, dns.exception.DNSException):
+                return False
+        if _judge(expect, resp, authoritative=True)[0] is not True:
+            return False
+    return True
 
 
 async def _answer(server: Server, expect: Expect, timeout: float) -> tuple[bool | None, str]:
@@ -90,6 +134,15 @@ async def _answer(server: Server, expect: Expect, timeout: float) -> tuple[bool 
                                             timeout=timeout)
     except (dns.exception.DNSException, OSError) as exc:
         return None, f"no answer ({exc or type(exc).__name__})"
+    return _judge(expect, resp, server.authoritative)
+
+
+def _judge(expect: Expect, resp: Any, authoritative: bool) -> tuple[bool | None, str]:
+    """What an answer says of an expectation: as expected, old data, or no verdict."""
+    import dns.rcode
+    import dns.rdatatype
+
+    rdtype = dns.rdatatype.from_text(expect.rtype)
     if resp.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
         return None, dns.rcode.to_text(resp.rcode())
     found: set[str] = set()
@@ -104,7 +157,7 @@ async def _answer(server: Server, expect: Expect, timeout: float) -> tuple[bool 
             found.add(_norm(expect.rtype, text))
     if found != expect.values:
         return False, "old data"
-    if server.authoritative and expect.values and expect.ttl is not None and ttl != expect.ttl:
+    if authoritative and expect.values and expect.ttl is not None and ttl != expect.ttl:
         return False, f"TTL {ttl}, expected {expect.ttl}"
     return True, ""
 
