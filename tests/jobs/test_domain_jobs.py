@@ -43,13 +43,7 @@ def test_domain_backup_as_jobs_over_two_workers(mailstack_factory: Any,
     backup = tmp_path / "backup"
     r = jobs_cli(tmp_path, "jobs", "submit", "domain-backup", dom, backup, "--queue", queue)
     assert r.code == 0 and "queued 3 accounts" in r.out, r.all
-    workers = Workers(tmp_path, queue)
-    try:
-        workers.start("a", "--concurrency", "2")
-        workers.start("b", "--concurrency", "2")
-        st = _wait(tmp_path, queue, timeout=120)
-    finally:
-        workers.stop()
+    st, worker_out = _two_workers_until_done(tmp_path, queue)
     assert st["states"]["done"] == 3, st
     manifest = json.loads((backup / "manifest.json").read_text())
     for i, name in enumerate(("ann", "ben", "cyd")):
@@ -60,7 +54,7 @@ def test_domain_backup_as_jobs_over_two_workers(mailstack_factory: Any,
     r = site.run("domain", "restore", backup, "--mailbox", "ann", "--json")
     assert r.code == 0, r.all
     assert content(stack, master_login(f"ann@{dom}"), MASTER_PW) == before
-    assert QUEUE_PW not in workers.output() + r.all and MASTER_PW not in workers.output()
+    assert QUEUE_PW not in worker_out + r.all and MASTER_PW not in worker_out
 
 
 def test_migrate_domain_as_jobs_from_its_provider_to_another(mailstack_factory: Any,
@@ -103,13 +97,7 @@ def test_migrate_domain_as_jobs_from_its_provider_to_another(mailstack_factory: 
     assert r.code == 0 and "queued 3 accounts" in r.out, r.all
     r = submit("--domain", dom, "--to", "new", "--json")
     assert json.loads(r.out)["already_queued"] == 3, r.all
-    workers = Workers(tmp_path, queue)
-    try:
-        workers.start("a", "--concurrency", "2")
-        workers.start("b", "--concurrency", "2")
-        st = _wait(tmp_path, queue, timeout=120)
-    finally:
-        workers.stop()
+    st, worker_out = _two_workers_until_done(tmp_path, queue)
     assert st["states"]["done"] == 3, st
     labels = sorted(a["label"] for a in st["accounts"])
     assert labels == [f"{n}@{dom}: old -> new" for n in ("ann", "ben", "cyd")]
@@ -117,5 +105,18 @@ def test_migrate_domain_as_jobs_from_its_provider_to_another(mailstack_factory: 
         user = master_login(f"{name}@{dom}")
         assert content(new, user, MASTER_PW) == content(old, user, MASTER_PW), name
     assert sum(a["copied"] for a in st["accounts"]) == 12 + 16 + 20
-    out = workers.output()
+    out = worker_out
     assert QUEUE_PW not in out + r.all and MASTER_PW not in out and "Traceback" not in out
+
+
+def _two_workers_until_done(tmp_path: Path, queue: str) -> tuple[dict[str, Any], str]:
+    """Two workers (hosts) take the queued jobs: the status once nothing is left, and
+    what the workers printed."""
+    workers = Workers(tmp_path, queue)
+    try:
+        workers.start("a", "--concurrency", "2")
+        workers.start("b", "--concurrency", "2")
+        status = _wait(tmp_path, queue, timeout=120)
+    finally:
+        workers.stop()
+    return status, workers.output()
