@@ -28,7 +28,6 @@ elsewhere.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from mailctl.domain.moveproject import DOES, PHASES, Blocked, MoveError, Project
@@ -131,65 +130,14 @@ class Move:
         return self._sync(address, "delta", add_only=True)
 
     def verify_one(self, address: str) -> dict[str, Any]:
-        """The sync engine's verify, folder by folder (counts, flags, internal dates,
-        content hashes; the target may hold more). After the cutover users work at the
-        target, so a message found in another of its folders (moved there) or with other
-        flags is reported, not a failure; a source message whose content is nowhere in
-        the target mailbox, or with another date, is."""
-        from mailctl.sync.engine import Options
-        from mailctl.sync.imapwire import ImapError
-        from mailctl.sync.model import SyncError
-        from mailctl.sync.verify import _digest, verify
+        """The sync engine's verify of one mailbox, as `movecheck.verify_mailbox` reads it
+        after a cutover; recorded in the project."""
+        from mailctl.domain.movecheck import verify_mailbox
 
-        def hashes(store: Any) -> Counter[str]:
-            out: Counter[str] = Counter()
-            for folder in store.folders():
-                out.update(h for h, _, _ in _digest(store, folder).elements())
-            return out
-
-        try:
-            src = self.src.store(address, readonly=True)
-            dst = self.dst.store(address, readonly=True)
-            try:
-                rep = verify(src, dst, Options(maps=self._maps(src, dst)), allow_extra=True)
-                moved = sum(f.missing for f in rep.folders)
-                gone = hashes(src) - hashes(dst) if moved else Counter()
-                lost = sum((gone - self._copied(address)).values()) if gone else 0
-            finally:
-                src.close()
-                dst.close()
-            errors = [f"{f.src}: {f.error}" for f in rep.folders
-                      if f.error and f.error != "missing at the target"]
-            dates = sum(f.date_mismatch for f in rep.folders)
-            out = {"ok": not lost and not dates and not errors,
-                   "messages": sum(f.src_count for f in rep.folders), "missing": lost,
-                   "removed_at_target": sum(gone.values()) - lost,
-                   "elsewhere": moved - sum(gone.values()),
-                   "flag_mismatch": sum(f.flag_mismatch for f in rep.folders),
-                   "date_mismatch": dates, "extra": sum(f.extra for f in rep.folders),
-                   "errors": errors}
-        except (MailctlError, SyncError, ImapError, OSError) as exc:
-            from mailctl.secret import scrub
-
-            out = {"ok": False, "error": scrub(str(exc))[:500]}
+        out = verify_mailbox(lambda: self.src.store(address, readonly=True),
+                             lambda: self.dst.store(address, readonly=True),
+                             self._maps, self.project.sync_state(address))
         self.project.record(address, "verify", out)
-        return out
-
-    def _copied(self, address: str) -> Counter[str]:
-        """Content hashes of the messages the sync state says were copied (or found) at
-        the target: one that is not there any more was removed there after the copy."""
-        from mailctl.sync.state import State
-
-        path = self.project.sync_state(address)
-        out: Counter[str] = Counter()
-        if not path.exists():
-            return out
-        state = State(str(path), dry_run=True)  # a read-only copy: nothing written
-        try:
-            for name in state.folders():
-                out.update(p.hash for p in state.pairs(name).values())
-        finally:
-            state.close()
         return out
 
     def _all(self, step: str, one: Any) -> dict[str, Any]:
@@ -400,27 +348,11 @@ class Move:
         return arrived
 
     def arrived_one(self, address: str) -> dict[str, Any]:
-        """Messages at the target the source does not have, per folder (mail that was
-        delivered to the target after the cutover, or that users put there)."""
-        from mailctl.sync.engine import Options
-        from mailctl.sync.imapwire import ImapError
-        from mailctl.sync.model import SyncError
-        from mailctl.sync.verify import verify
+        """Messages at the target the source does not have, per folder."""
+        from mailctl.domain.movecheck import arrived_at_target
 
-        try:
-            dst = self.dst.store(address, readonly=True)
-            src = self.src.store(address, readonly=True)
-            try:
-                maps = [(b, a) for a, b in self._maps(src, dst)]
-                rep = verify(dst, src, Options(maps=maps), allow_extra=True)
-            finally:
-                src.close()
-                dst.close()
-        except (MailctlError, SyncError, ImapError, OSError) as exc:
-            from mailctl.secret import scrub
-
-            return {"error": scrub(str(exc))[:300]}
-        return {f.src: f.missing for f in rep.folders if f.missing}
+        return arrived_at_target(lambda: self.src.store(address, readonly=True),
+                                 lambda: self.dst.store(address, readonly=True), self._maps)
 
     def write_report(self, what: str) -> None:
         import json
