@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from mailctl.cli.common import FAILED, OK, PROVIDER, USAGE, ConfigOpt, JsonOpt, err, fail
+from mailctl.cli.reports_view import FetchProgress, console, fetch_line, parse_since, write_pictures
 
 if TYPE_CHECKING:
     from mailctl.config.load import Config
@@ -73,23 +74,6 @@ def _store(config: Config | None, file: Path | None, create: bool = True) -> Rep
         from mailctl.secret import scrub
 
         fail(scrub(str(exc)), PROVIDER)
-
-
-def parse_since(text: str, now: float) -> int:
-    """`7d`, `36h`, `2w`, `90m` before now, or a date `YYYY-MM-DD` (UTC midnight)."""
-    import datetime as dt
-    import re
-
-    m = re.fullmatch(r"\s*(\d{1,5})\s*([mhdw])\s*", text)
-    if m:
-        n, unit = int(m.group(1)), m.group(2)
-        return int(now - n * {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}[unit])
-    try:
-        day = dt.date.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"--since {text!r}: expected a duration like 7d, 36h, 2w or a date "
-                         "YYYY-MM-DD") from None
-    return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp())
 
 
 def _check_output(path: Path | None, option: str) -> None:
@@ -165,38 +149,11 @@ def show(
         finally:
             store.close()
     if svg is not None or png is not None:
-        _write_pictures(to_svg(summaries), svg, png)
+        write_pictures(to_svg(summaries), svg, png)
     if as_json:
         print(json.dumps(to_json(summaries, start, rejected), indent=2))
         return
-    print_summaries(summaries, start, _console(), rejected)
-
-
-def _write_pictures(text: str, svg: Path | None, png: Path | None) -> None:
-    import subprocess
-    import tempfile
-
-    from mailctl.util.atomic import atomic_write
-
-    if svg is not None:
-        atomic_write(svg, text, 0o644)
-    if png is not None:
-        with tempfile.TemporaryDirectory(prefix="mailctl-") as tmp:
-            src = Path(tmp) / "days.svg"
-            src.write_text(text)
-            out = Path(tmp) / "days.png"
-            proc = subprocess.run(["rsvg-convert", "-f", "png", "-o", str(out), str(src)],
-                                  capture_output=True, text=True, timeout=60)
-            if proc.returncode != 0:
-                fail(f"rsvg-convert failed: {proc.stderr.strip()[:300]}")
-            atomic_write(png, out.read_bytes(), 0o644)
-
-
-def _console() -> Any:
-    from rich.console import Console
-
-    return Console(soft_wrap=False, no_color="NO_COLOR" in os.environ,
-                   width=None if os.isatty(1) else 120)
+    print_summaries(summaries, start, console(), rejected)
 
 
 @app.command("import")
@@ -260,7 +217,7 @@ def fetch(
         fail(str(exc))
     store = _store(config, file)
     assert store is not None
-    progress = _progress() if not as_json else None
+    progress = FetchProgress() if not as_json else None
 
     def emit(res: FolderResult) -> None:
         if progress is not None:
@@ -268,7 +225,7 @@ def fetch(
         if as_json:
             print(json.dumps(res.as_dict()), flush=True)
         else:
-            print(_line(res), flush=True)
+            print(fetch_line(res), flush=True)
 
     runner = Runner(store, boxes, limits_of(settings), settings.retention_days, emit,
                     progress.update if progress is not None else None)
@@ -284,42 +241,6 @@ def _default_required() -> Path:
     from mailctl.config.load import default_path
 
     return default_path()
-
-
-def _line(res: Any) -> str:
-    where = f"{res.mailbox}/{res.folder}" if res.folder else res.mailbox
-    if res.errors:
-        return f"{where}: FAILED: {'; '.join(res.errors)}"
-    text = (f"{where}: {res.stored} stored, {res.duplicates} already stored, "
-            f"{res.rejected} rejected, {res.ignored} not reports, {res.moved} moved")
-    if res.expired:
-        text += f", {res.expired} expired"
-    return text + "".join(f"\n  rejected: {r}" for r in res.reasons[:20])
-
-
-class _Progress:
-    """One stderr line per folder, rewritten in place on a terminal."""
-
-    def __init__(self) -> None:
-        self.tty = sys.stderr.isatty()
-        self.shown = False
-
-    def update(self, where: str, done: int, total: int) -> None:
-        if self.tty:
-            sys.stderr.write(f"\r{where}: {done}/{total} mails read")
-            sys.stderr.flush()
-            self.shown = True
-        elif done == total or done % 500 == 0:
-            sys.stderr.write(f"{where}: {done}/{total} mails read\n")
-
-    def done(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r\x1b[K")
-            self.shown = False
-
-
-def _progress() -> _Progress:
-    return _Progress()
 
 
 @app.command()
@@ -388,7 +309,7 @@ def serve(
     collector = ReportsCollector(summaries, settings.window_days)
     runner = None
     if boxes:
-        emit = fetch_recorder(collector, lambda r: err(_line(r)))
+        emit = fetch_recorder(collector, lambda r: err(fetch_line(r)))
         runner = Runner(store, boxes, limits_of(settings), settings.retention_days, emit)
 
     def ready(bound: int) -> None:
