@@ -374,7 +374,9 @@ def test_unprivileged_user_gets_dovecot_only(tmp_path: Path) -> None:
         (base / "dms").mkdir()
         write_dms(base / "dms", accounts={"nina@solo.test": "pw"})
         # The checkout may sit below a directory `nobody` cannot enter (a 0700
-        # mktemp dir in CI): give the child its own copy of the (stdlib-only) package.
+        # mktemp dir in CI): give the child its own copy of the package, and no
+        # site-packages (-S) wherever the checkout is, since what the sandbox imports
+        # must be the standard library only.
         import mailctl
 
         shutil.copytree(Path(mailctl.__file__).parent, base / "src" / "mailctl",
@@ -387,7 +389,7 @@ def test_unprivileged_user_gets_dovecot_only(tmp_path: Path) -> None:
         script = _NOBODY_SCRIPT.format(base=base, ports=tuple(ports.items()))
         proc = subprocess.run(
             ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
-             sys.executable, "-c", script],
+             sys.executable, "-S", "-c", script],
             capture_output=True, text=True, timeout=60, cwd="/", check=False,
             env={**os.environ, "PYTHONPATH": str(base / "src")})
         assert proc.returncode == 0, proc.stderr

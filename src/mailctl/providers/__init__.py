@@ -4,8 +4,10 @@ so the CLI does not pay for HTTP clients it will not use."""
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from mailctl.providers.base import Provider
+if TYPE_CHECKING:  # the sandbox, which runs without the venv's packages, imports dms/
+    from mailctl.providers.base import Provider
 
 _REGISTRY: dict[str, str] = {
     "dms": "mailctl.providers.dms.provider:DmsProvider",
