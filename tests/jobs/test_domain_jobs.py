@@ -78,7 +78,7 @@ def test_migrate_domain_as_jobs_from_its_provider_to_another(mailstack_factory: 
     # command-line mistakes: 64 before anything is queued
     for args in (["--domain", dom], ["--domain", dom, "--to", "nowhere"],
                  ["--domain", dom, "--to", "new", "--accounts", "x.csv"],
-                 ["--to", "new"]):
+                 ["--to", "new"], ["--domain", dom, "--to", "new", "--ca-file", "/no/ca.pem"]):
         r = submit(*args)
         assert r.code == 64 and "Traceback" not in r.all, (args, r.all)
     r = submit("--domain", dom, "--to", "old")

@@ -117,14 +117,16 @@ def submit_migrate(
         usage("give --accounts FILE or --domain DOMAIN", "exactly one of them")
     if domain is None and (to or mailbox):
         usage("--to and --mailbox go with --domain", "--domain DOMAIN --to PROVIDER")
+    if domain is not None and not to:
+        usage("--domain needs --to", "--domain DOMAIN --to PROVIDER")
     url = _queue(queue)
-    if domain is not None:
-        _submit_domain(url, domain, to, file, mailbox, ca_file, as_json)
-        return
-    assert accounts is not None
     try:
         if ca_file is not None:
             read_text(ca_file, "--ca-file")
+        if domain is not None:
+            _submit_domain(url, domain, str(to), file, mailbox, ca_file, as_json)
+            return
+        assert accounts is not None
         items = migrate_specs(accounts, ca_file)
     except UsageError as exc:
         what, sep, rest = str(exc).rpartition(" (expected ")
@@ -132,19 +134,16 @@ def submit_migrate(
     _print_submit(_run(lambda: enqueue(url, "migrate_account", "migrate", items)), as_json)
 
 
-def _submit_domain(url: QueueUrl, domain: str, to: str | None, file: Path | None,
+def _submit_domain(url: QueueUrl, domain: str, to: str, file: Path | None,
                    mailbox: list[str] | None, ca_file: str | None, as_json: bool) -> None:
     from mailctl.cli.common import load
     from mailctl.cli.domain import addresses, domain_name, run_library
     from mailctl.jobs.queue import connect
     from mailctl.jobs.submit import domain_migrate_specs, enqueue
 
-    if ca_file is not None and not Path(ca_file).is_file():
-        usage(f"--ca-file {ca_file} is not a readable file", "an existing file")
     config = load(file)
-    if to is None or to not in config.providers:
-        usage(f"--to {to or '(none)'}" + ("" if to is None else " is not a provider of "
-                                         f"{config.path}"),
+    if to not in config.providers:
+        usage(f"--to {to} is not a provider of {config.path}",
               "one of " + (", ".join(sorted(config.providers)) or "(none)"))
     name = domain_name(config, domain)
     boxes = addresses(name, mailbox)
@@ -171,13 +170,13 @@ def submit_move_run(
     """`mailctl move run` with each mailbox's step as a job: runs the phases that are not
     per mailbox, completes a round the workers finished, queues the next. Run it again
     when `jobs status` shows the round done."""
-    from mailctl.cli.move import _check_resolver, exclusive, find_project, guarded, open_move
+    from mailctl.cli.move import check_resolver, exclusive, find_project, guarded, open_move
     from mailctl.jobs.moverun import advance
     from mailctl.jobs.queue import ensure_schema
 
     json_errors(as_json)
     url = _queue(queue)
-    _check_resolver(resolver)
+    check_resolver(resolver)
     root = find_project(project)
     move = open_move(root, quiet=as_json)
     _run(lambda: ensure_schema(url))

@@ -251,7 +251,7 @@ def run_cmd(
     json_errors(as_json)
     if until is not None and until not in PHASE_NAMES:
         usage(f"--until {until!r}", "one of " + ", ".join(PHASE_NAMES))
-    _check_resolver(resolver)
+    check_resolver(resolver)
     root = find_project(project)
     with progress_bar("move", not as_json) as prog:
         move = open_move(root, jobs, prog, quiet=as_json)
@@ -284,14 +284,14 @@ def _tell(move: Move) -> None:
             + ", ".join(known[:10]) + (" ..." if len(known) > 10 else ""))
 
 
-def _check_resolver(resolver: str | None) -> None:
+def check_resolver(resolver: str | None) -> None:
     if resolver:
         from mailctl.dns.resolver import parse_server
 
         try:
             parse_server(resolver)
         except ValueError as exc:
-            usage(f"--resolver {resolver!r}: {exc}", "IP or IP:PORT")
+            usage(f"--resolver {resolver!r}: {str(exc).split(' (')[0]}", "IP or IP:PORT")
 
 
 @app.command("finish")
@@ -303,7 +303,7 @@ def finish_cmd(
 ) -> None:
     """A last delta pass, the target's records at their normal TTL, the final report."""
     json_errors(as_json)
-    _check_resolver(resolver)
+    check_resolver(resolver)
     root = find_project(project)
     move = open_move(root, quiet=as_json)
     guarded(lambda: exclusive(root, lambda: move.finish(now=now, resolver=resolver)))
@@ -324,7 +324,7 @@ def rollback_cmd(project: ProjectOpt = None, resolver: ResolverOpt = None,
                  as_json: JsonOpt = False) -> None:
     """Point MX back at the source; report what arrived at the target meanwhile."""
     json_errors(as_json)
-    _check_resolver(resolver)
+    check_resolver(resolver)
     root = find_project(project)
     move = open_move(root, quiet=as_json)
     arrived = guarded(lambda: exclusive(root, lambda: move.rollback(resolver=resolver)))
