@@ -102,7 +102,7 @@ def _queue_round(url: QueueUrl, move: Move, step: str, addresses: list[str],
 def _outcome(url: QueueUrl, move: Move) -> dict[str, str]:
     """address -> its job's state (queued, copying, retrying, done, failed, cancelled)."""
     from mailctl.jobs.queue import connect
-    from mailctl.jobs.status import _state
+    from mailctl.jobs.status import account_state
 
     keys = {_key(move, a): a for a in move.project.addresses}
     with connect(url) as conn:
@@ -110,7 +110,7 @@ def _outcome(url: QueueUrl, move: Move) -> dict[str, str]:
             "SELECT a.account, a.status, j.status::text FROM mailctl_jobs_accounts a "
             "LEFT JOIN procrastinate_jobs j ON j.id = a.job_id WHERE a.account = ANY(%s)",
             (list(keys),)).fetchall()
-    return {keys[k]: _state(js, rs) for k, rs, js in rows}
+    return {keys[k]: account_state(js, rs) for k, rs, js in rows}
 
 
 def _copied(move: Move, step: str) -> int:

@@ -16,7 +16,8 @@ from mailctl.jobs.queue import QueueUrl, connect
 STATES = ("queued", "copying", "retrying", "done", "failed", "cancelled")
 
 
-def _state(job_status: str | None, row_status: str) -> str:
+def account_state(job_status: str | None, row_status: str) -> str:
+    """What `jobs status` calls an account: its job's state, with our row's "retrying"."""
     if job_status == "todo":
         return "retrying" if row_status == "retrying" else "queued"
     if job_status == "doing":
@@ -51,7 +52,7 @@ def collect(url: QueueUrl) -> dict[str, Any]:
     accounts = []
     counts = dict.fromkeys(STATES, 0)
     for r in rows:
-        state = _state(r[14], r[3])
+        state = account_state(r[14], r[3])
         counts[state] = counts.get(state, 0) + 1
         accounts.append({
             "account": r[0], "kind": r[1], "label": r[2], "state": state,
@@ -103,7 +104,7 @@ def select(conn: Any, accounts: list[str], failure: str | None, states: tuple[st
         "ON j.id = a.job_id").fetchall()
     out = []
     for key, kind, label, spec, job_id, jstatus, rstatus, fkind in rows:
-        if _state(jstatus, rstatus) not in states:
+        if account_state(jstatus, rstatus) not in states:
             continue
         if failure is not None and fkind != failure:
             continue
