@@ -25,9 +25,15 @@ def _zone(domain: str, spf: str) -> str:
             f'_dmarc TXT "v=DMARC1; p=quarantine; rua=mailto:dmarc@{domain}"')
 
 
+def _client(lab: DnsLab) -> DnsClient:
+    """Generous timeouts: on a loaded CI machine a 1-2 s lookup can time out, and then the
+    classification rightly withholds what it could not check (that path is tested apart)."""
+    return DnsClient.create(lab.resolver, timeout=6.0, tries=3)
+
+
 def _senders(lab: DnsLab, domain: str, relays: tuple[str, ...] = ("brevo",)) -> DomainSenders:
     spec = DomainDnsSpec(domain, profile="migadu", relays=relays, params={"verify": "abc"})
-    return asyncio.run(resolve_senders(spec, DnsClient.create(lab.resolver, timeout=1.0)))
+    return asyncio.run(resolve_senders(spec, _client(lab)))
 
 
 def _row(day: int, ip: str, n: int, spf: str, dkim: str, env: str = "",
@@ -82,10 +88,8 @@ def test_former_relay_and_unknown_source(reports_world: DnsLab) -> None:
                       f"d={d} s=key1 pass")]
         from mailctl.reports.networks import reverse_names
 
-        # generous timeouts: under a loaded CI machine a 2 s lookup can time out, and
-        # then the verdict rightly names no host
-        client = DnsClient.create(reports_world.resolver, timeout=6.0, tries=3)
-        rdns = asyncio.run(reverse_names(client, ["203.0.113.9", "203.0.113.70"]))
+        rdns = asyncio.run(reverse_names(_client(reports_world),
+                                         ["203.0.113.9", "203.0.113.70"]))
         assert rdns == {"203.0.113.9": "mail.forgotten.example", "203.0.113.70": ""}
         s = classify(d, rows, senders, {k: v or "" for k, v in rdns.items()})
     finally:
@@ -162,3 +166,24 @@ def test_incident_end_to_end_through_the_cli(reports_world: DnsLab, tmp_path: Pa
     assert table.code == 0, table.all
     assert "SPF lacks include:spf.brevo.com" in table.out
     assert "relay" in table.out and "Brevo" in table.out and "Migadu" in table.out
+
+
+def test_a_failed_lookup_is_shown_not_taken_for_absence(reports_world: DnsLab) -> None:
+    """docs/reports.md: a DNS lookup that fails is shown as such, never as "not there"."""
+    import io
+
+    from rich.console import Console
+
+    from mailctl.reports.render import print_summaries
+
+    d = "servfail-lib.test"
+    reports_world.publish(d, _zone(d, "v=spf1 include:spf.migadu.com -all"))
+    # the lab serves no zone for some relay profiles' SPF (postmark, sendgrid...): SERVFAIL
+    senders = _senders(reports_world, d)
+    assert senders.unknown and all("servfail" in u for u in senders.unknown), senders.unknown
+    s = classify(d, [_row(20000, "198.51.100.20", 40, "pass", "pass", d)], senders)
+    assert s.unknown_dns == senders.unknown
+    out = io.StringIO()
+    print_summaries([s], 0, Console(file=out, width=200, no_color=True), [])
+    assert "DNS lookup failed, classification may be incomplete" in out.getvalue()
+    assert senders.unknown[0] in out.getvalue()
